@@ -1,0 +1,206 @@
+//! Settings: defaults, then an optional `vesta.toml`, then `VESTA_*`
+//! environment variables and command-line flags (which clap merges).
+//! Embedded SQLite in `./vesta-data` is the default.
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+
+use serde::Deserialize;
+
+use crate::service::Limits;
+
+/// Default listen address.
+pub const DEFAULT_ADDR: &str = "127.0.0.1:8080";
+/// Default data folder (SQLite file, keys).
+pub const DEFAULT_DATA_DIR: &str = "vesta-data";
+/// Default database pool size.
+pub const DEFAULT_MAX_CONNECTIONS: u32 = 8;
+/// Default wait for a pooled connection.
+pub const DEFAULT_ACQUIRE_TIMEOUT_MS: u64 = 5_000;
+/// Default time in-flight requests get to finish after a shutdown signal.
+pub const DEFAULT_SHUTDOWN_GRACE_MS: u64 = 10_000;
+
+/// Everything the server needs to start.
+#[derive(Debug, Clone)]
+pub struct Settings {
+    pub addr: SocketAddr,
+    pub data_dir: PathBuf,
+    /// `postgres://…` for PostgreSQL; `None` for SQLite in `data_dir`.
+    pub database_url: Option<String>,
+    /// The FHIR base clients see (behind a proxy); defaults to `http://<addr>/fhir`.
+    pub public_base_url: Option<String>,
+    pub limits: Limits,
+    pub max_connections: u32,
+    pub acquire_timeout_ms: u64,
+    /// SQLite: fsync the WAL on every commit (power-loss durability).
+    pub sqlite_sync_full: bool,
+    pub shutdown_grace_ms: u64,
+}
+
+impl Default for Settings {
+    fn default() -> Self {
+        Settings {
+            addr: DEFAULT_ADDR.parse().unwrap_or_else(|_| SocketAddr::from(([127, 0, 0, 1], 8080))),
+            data_dir: PathBuf::from(DEFAULT_DATA_DIR),
+            database_url: None,
+            public_base_url: None,
+            limits: Limits::default(),
+            max_connections: DEFAULT_MAX_CONNECTIONS,
+            acquire_timeout_ms: DEFAULT_ACQUIRE_TIMEOUT_MS,
+            sqlite_sync_full: true,
+            shutdown_grace_ms: DEFAULT_SHUTDOWN_GRACE_MS,
+        }
+    }
+}
+
+/// The keys `vesta.toml` may hold; every one is optional.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct FileSettings {
+    pub addr: Option<String>,
+    pub data_dir: Option<PathBuf>,
+    pub database_url: Option<String>,
+    pub public_base_url: Option<String>,
+    pub max_body_bytes: Option<usize>,
+    pub max_bundle_entries: Option<usize>,
+    pub max_count: Option<usize>,
+    pub default_count: Option<usize>,
+    pub max_connections: Option<u32>,
+    pub acquire_timeout_ms: Option<u64>,
+    pub sqlite_sync_full: Option<bool>,
+    pub shutdown_grace_ms: Option<u64>,
+}
+
+/// A setting that stops start-up, naming the key at fault.
+#[derive(Debug, thiserror::Error)]
+#[error("configuration key '{key}': {message}")]
+pub struct ConfigError {
+    pub key: String,
+    pub message: String,
+}
+
+fn bad(key: &str, message: impl Into<String>) -> ConfigError {
+    ConfigError {
+        key: key.into(),
+        message: message.into(),
+    }
+}
+
+impl FileSettings {
+    pub fn load(path: &Path) -> Result<FileSettings, ConfigError> {
+        let text = std::fs::read_to_string(path)
+            .map_err(|e| bad("config", format!("cannot read {}: {e}", path.display())))?;
+        toml::from_str(&text).map_err(|e| bad("config", e.to_string()))
+    }
+
+    /// Applies the file's values over `s`.
+    pub fn apply(self, s: &mut Settings) -> Result<(), ConfigError> {
+        if let Some(a) = self.addr {
+            s.addr = a.parse().map_err(|_| bad("addr", "must be host:port, e.g. 127.0.0.1:8080"))?;
+        }
+        if let Some(v) = self.data_dir {
+            s.data_dir = v;
+        }
+        if let Some(v) = self.database_url {
+            s.database_url = Some(v);
+        }
+        if let Some(v) = self.public_base_url {
+            s.public_base_url = Some(v);
+        }
+        if let Some(v) = self.max_body_bytes {
+            s.limits.max_body_bytes = v;
+        }
+        if let Some(v) = self.max_bundle_entries {
+            s.limits.max_bundle_entries = v;
+        }
+        if let Some(v) = self.max_count {
+            s.limits.max_count = v;
+        }
+        if let Some(v) = self.default_count {
+            s.limits.default_count = v;
+        }
+        if let Some(v) = self.max_connections {
+            s.max_connections = v;
+        }
+        if let Some(v) = self.acquire_timeout_ms {
+            s.acquire_timeout_ms = v;
+        }
+        if let Some(v) = self.sqlite_sync_full {
+            s.sqlite_sync_full = v;
+        }
+        if let Some(v) = self.shutdown_grace_ms {
+            s.shutdown_grace_ms = v;
+        }
+        Ok(())
+    }
+}
+
+impl Settings {
+    /// Checks ranges that would make the server misbehave.
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        if self.limits.max_body_bytes < 1024 {
+            return Err(bad("max_body_bytes", "must be at least 1024"));
+        }
+        if self.limits.max_bundle_entries == 0 {
+            return Err(bad("max_bundle_entries", "must be at least 1"));
+        }
+        if self.limits.max_count == 0 || self.limits.default_count == 0 {
+            return Err(bad("max_count", "max_count and default_count must be at least 1"));
+        }
+        if self.limits.default_count > self.limits.max_count {
+            return Err(bad("default_count", "must not exceed max_count"));
+        }
+        if self.max_connections == 0 {
+            return Err(bad("max_connections", "must be at least 1"));
+        }
+        if let Some(url) = &self.database_url {
+            let ok = ["postgres://", "postgresql://", "sqlite:"].iter().any(|p| url.starts_with(p));
+            if !ok {
+                return Err(bad("database_url", "must start with postgres://, postgresql:// or sqlite:"));
+            }
+        }
+        if let Some(base) = &self.public_base_url {
+            url::Url::parse(base).map_err(|_| bad("public_base_url", "must be an absolute URL"))?;
+        }
+        Ok(())
+    }
+
+    /// The options for opening the store.
+    pub fn store_options(&self) -> crate::store::StoreOptions {
+        crate::store::StoreOptions {
+            database_url: self.database_url.clone(),
+            data_dir: self.data_dir.clone(),
+            max_connections: self.max_connections,
+            acquire_timeout_ms: self.acquire_timeout_ms,
+            sqlite_sync_full: self.sqlite_sync_full,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::service::{DEFAULT_COUNT, DEFAULT_MAX_BODY_BYTES, DEFAULT_MAX_BUNDLE_ENTRIES, DEFAULT_MAX_COUNT};
+
+    #[test]
+    fn defaults_are_valid() {
+        let s = Settings::default();
+        assert!(s.validate().is_ok());
+        assert_eq!(s.addr.to_string(), DEFAULT_ADDR);
+        assert_eq!(s.limits.max_count, DEFAULT_MAX_COUNT);
+        assert_eq!(s.limits.default_count, DEFAULT_COUNT);
+        assert_eq!(s.limits.max_body_bytes, DEFAULT_MAX_BODY_BYTES);
+        assert_eq!(s.limits.max_bundle_entries, DEFAULT_MAX_BUNDLE_ENTRIES);
+    }
+
+    #[test]
+    fn bad_values_name_the_key() {
+        let file: FileSettings = toml::from_str("addr = \"nowhere\"").unwrap();
+        let err = file.apply(&mut Settings::default()).unwrap_err();
+        assert_eq!(err.key, "addr");
+        assert!(toml::from_str::<FileSettings>("nope = 1").is_err());
+        let mut s = Settings::default();
+        s.database_url = Some("mysql://x".into());
+        assert_eq!(s.validate().unwrap_err().key, "database_url");
+    }
+}

@@ -1,0 +1,14 @@
+//! FHIR resource model glue: type names, ids, OperationOutcome, Bundles,
+//! the CapabilityStatement, JSON/XML formats and structural validation.
+
+pub mod bundle;
+pub mod capability;
+pub mod format;
+pub mod instant;
+pub mod media;
+pub mod outcome;
+pub mod resource;
+pub mod resource_types;
+pub mod validate;
+
+pub use resource_types::{is_valid_id, ResourceType};

@@ -1,0 +1,15 @@
+//! Vesta: a SMART-on-FHIR R4 server.
+//!
+//! Doors (`rest`, later `mcp`) parse requests into typed interactions and call
+//! the `service` layer, which validates, enforces limits and versioning, and
+//! uses the `store` (SQLite or PostgreSQL). See `docs/ARCHITECTURE.md`.
+
+pub mod cli;
+pub mod config;
+pub mod fhir;
+pub mod rest;
+pub mod search;
+pub mod service;
+pub mod startup;
+pub mod store;
+pub mod telemetry;

@@ -1,0 +1,75 @@
+//! The one handler behind `/fhir/*`: HTTP in, [`Interaction`] out, outcome rendered.
+//!
+//! [`Interaction`]: crate::service::Interaction
+
+use std::sync::Arc;
+
+use axum::body::Body;
+use axum::extract::State;
+use axum::http::{header, HeaderMap, Method, Uri};
+use axum::response::Response;
+
+use super::body::{decode, read_limited};
+use super::render::{self, Presentation};
+use super::AppState;
+use crate::fhir::media::Format;
+use crate::service::interaction::{parse, query_pairs, RawRequest};
+use crate::service::{Ctx, Interaction, Preference, ServiceError};
+
+fn header_str<'a>(headers: &'a HeaderMap, name: header::HeaderName) -> Option<&'a str> {
+    headers.get(name).and_then(|v| v.to_str().ok())
+}
+
+fn presentation(uri: &Uri, headers: &HeaderMap) -> Presentation {
+    let params = query_pairs(uri.query().unwrap_or(""));
+    let get = |name: &str| params.iter().find(|(k, _)| k == name).map(|(_, v)| v.as_str());
+    Presentation {
+        format: Format::negotiate(get("_format"), header_str(headers, header::ACCEPT)),
+        pretty: get("_pretty") == Some("true"),
+        preference: Preference::from_header(headers.get("prefer").and_then(|v| v.to_str().ok())),
+    }
+}
+
+pub async fn handle(
+    State(state): State<Arc<AppState>>,
+    method: Method,
+    uri: Uri,
+    headers: HeaderMap,
+    body: Body,
+) -> Response {
+    let p = presentation(&uri, &headers);
+    let service = &state.service;
+    let request_id = headers
+        .get("x-request-id")
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or_default()
+        .to_string();
+    let result = async {
+        let bytes = read_limited(body, service.limits().max_body_bytes).await?;
+        let path = uri.path().trim_start_matches("/fhir").trim_matches('/');
+        let is_search = path.ends_with("_search");
+        let decoded = decode(&bytes, header_str(&headers, header::CONTENT_TYPE), method.as_str(), is_search)?;
+        let interaction = parse(RawRequest {
+            method: method.as_str(),
+            path,
+            query: uri.query().unwrap_or(""),
+            body: decoded,
+            if_match: header_str(&headers, header::IF_MATCH),
+            prefer: headers.get("prefer").and_then(|v| v.to_str().ok()),
+        })?;
+        let is_write = matches!(
+            interaction,
+            Interaction::Create { .. } | Interaction::Update { .. } | Interaction::Patch { .. }
+        );
+        let label = interaction.label();
+        tracing::Span::current().record("interaction", label.as_str());
+        let ctx = Ctx { request_id };
+        let outcome = service.execute(&ctx, interaction).await?;
+        Ok::<_, ServiceError>((outcome, is_write))
+    }
+    .await;
+    match result {
+        Ok((o, is_write)) => render::outcome(o, service.base_url(), p, is_write),
+        Err(e) => render::error(&e, p),
+    }
+}

@@ -1,0 +1,33 @@
+//! The FHIR REST door: axum routes that parse HTTP into an [`Interaction`],
+//! call the service, and render the outcome as FHIR JSON or XML.
+//!
+//! [`Interaction`]: crate::service::Interaction
+
+mod body;
+mod fhir;
+mod health;
+mod render;
+
+use std::sync::Arc;
+
+use axum::routing::{any, get};
+use axum::Router;
+
+use crate::service::FhirService;
+
+/// Shared state of the HTTP app.
+pub struct AppState {
+    pub service: FhirService,
+}
+
+/// The router: FHIR under `/fhir`, health probes, and an OperationOutcome for anything else.
+pub fn router(state: Arc<AppState>) -> Router {
+    Router::new()
+        .route("/fhir", any(fhir::handle))
+        .route("/fhir/", any(fhir::handle))
+        .route("/fhir/{*path}", any(fhir::handle))
+        .route("/health/live", get(health::live))
+        .route("/health/ready", get(health::ready))
+        .fallback(render::unknown_route)
+        .with_state(state)
+}

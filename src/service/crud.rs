@@ -1,0 +1,319 @@
+//! read, vread, create, update, patch and delete, and the versioned write they share.
+
+use serde_json::Value;
+
+use super::{Ctx, FhirService, Outcome, ServiceError, ServiceResult, StoredResource, VersionFacts};
+use crate::fhir::instant::now_ms;
+use crate::fhir::resource::{same_content, stamp};
+use crate::fhir::validate::{check_resource, IdRule};
+use crate::fhir::ResourceType;
+use crate::search::index::extract;
+use crate::store::{NewVersion, WriteTx};
+
+/// What a write did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) enum Effect {
+    Created,
+    Updated,
+    /// The content equalled the current version; nothing was written.
+    Unchanged,
+}
+
+/// What a write should do if the resource already exists.
+#[derive(Debug, Clone, Copy)]
+pub(super) enum WriteKind {
+    /// POST: the id is new.
+    Create,
+    /// PUT: create or replace, optionally only at a given version.
+    Update { if_match: Option<i64> },
+    /// PATCH: the patched resource replaces the current one.
+    Patch { if_match: Option<i64> },
+}
+
+impl WriteKind {
+    fn method(self) -> &'static str {
+        match self {
+            WriteKind::Create => "POST",
+            WriteKind::Update { .. } => "PUT",
+            WriteKind::Patch { .. } => "PATCH",
+        }
+    }
+}
+
+pub(super) fn invalid(e: crate::fhir::format::StructuralError) -> ServiceError {
+    ServiceError::invalid(e.message, Some(&e.path))
+}
+
+pub(super) fn new_id() -> String {
+    uuid::Uuid::new_v4().to_string()
+}
+
+fn check_if_match(if_match: Option<i64>, current: Option<&crate::store::Current>) -> ServiceResult<()> {
+    if let Some(expected) = if_match {
+        match current {
+            Some(c) if !c.deleted && c.version == expected => Ok(()),
+            Some(c) if !c.deleted => Err(ServiceError::precondition_failed(format!(
+                "If-Match names version {expected} but the current version is {}",
+                c.version
+            ))),
+            _ => Err(ServiceError::precondition_failed(
+                "If-Match given but the resource does not exist",
+            )),
+        }
+    } else {
+        Ok(())
+    }
+}
+
+/// Stores `resource` (already validated) as the next version of
+/// `res_type/id` inside `tx`. Returns the stored resource and what happened.
+pub(super) async fn write_in_tx(
+    tx: &mut WriteTx,
+    res_type: ResourceType,
+    id: &str,
+    mut resource: Value,
+    kind: WriteKind,
+) -> ServiceResult<(StoredResource, Effect)> {
+    let current = tx.current(res_type.as_str(), id).await?;
+    match kind {
+        WriteKind::Create if current.is_some() => {
+            return Err(ServiceError::conflict("a resource with this id already exists"))
+        }
+        WriteKind::Update { if_match } | WriteKind::Patch { if_match } => {
+            check_if_match(if_match, current.as_ref())?
+        }
+        WriteKind::Create => {}
+    }
+    // An update that changes nothing keeps the current version (makes re-imports idempotent).
+    if let Some(c) = current.as_ref().filter(|c| !c.deleted) {
+        if let Some(text) = &c.content {
+            let existing: Value = serde_json::from_str(text).map_err(|_| ServiceError::internal())?;
+            if same_content(&existing, &resource) {
+                return Ok((
+                    StoredResource {
+                        res_type: res_type.to_string(),
+                        id: id.to_string(),
+                        version: c.version,
+                        last_updated: c.last_updated,
+                        json: text.clone(),
+                    },
+                    Effect::Unchanged,
+                ));
+            }
+        }
+    }
+    let version = current.as_ref().map_or(1, |c| c.version + 1);
+    // Keep lastUpdated strictly increasing per resource even if the clock steps back.
+    let last_updated = now_ms().max(current.as_ref().map_or(0, |c| c.last_updated + 1));
+    let obj = resource.as_object_mut().ok_or_else(ServiceError::internal)?;
+    stamp(obj, id, version, last_updated);
+    let index = extract(&resource);
+    let json = serde_json::to_string(&resource).map_err(|_| ServiceError::internal())?;
+    tx.save(NewVersion {
+        res_type: res_type.as_str(),
+        res_id: id,
+        rid: current.as_ref().map(|c| c.rid),
+        version,
+        last_updated,
+        method: kind.method(),
+        content: Some(&json),
+        index: &index,
+    })
+    .await?;
+    let effect = if current.as_ref().is_none_or(|c| c.deleted) {
+        Effect::Created
+    } else {
+        Effect::Updated
+    };
+    Ok((
+        StoredResource {
+            res_type: res_type.to_string(),
+            id: id.to_string(),
+            version,
+            last_updated,
+            json,
+        },
+        effect,
+    ))
+}
+
+/// Writes a delete tombstone inside `tx`. `Ok(None)` when the resource never existed.
+pub(super) async fn delete_in_tx(
+    tx: &mut WriteTx,
+    res_type: ResourceType,
+    id: &str,
+) -> ServiceResult<Option<VersionFacts>> {
+    let Some(current) = tx.current(res_type.as_str(), id).await? else {
+        return Ok(None);
+    };
+    if current.deleted {
+        return Ok(Some(VersionFacts {
+            res_type: res_type.to_string(),
+            id: id.to_string(),
+            version: current.version,
+            last_updated: current.last_updated,
+        }));
+    }
+    let version = current.version + 1;
+    let last_updated = now_ms().max(current.last_updated + 1);
+    tx.save(NewVersion {
+        res_type: res_type.as_str(),
+        res_id: id,
+        rid: Some(current.rid),
+        version,
+        last_updated,
+        method: "DELETE",
+        content: None,
+        index: &Default::default(),
+    })
+    .await?;
+    Ok(Some(VersionFacts {
+        res_type: res_type.to_string(),
+        id: id.to_string(),
+        version,
+        last_updated,
+    }))
+}
+
+/// Applies a JSON Patch document to `current`, refusing changes to type and id.
+pub(super) fn apply_patch(current: &Value, patch: &Value, id: &str) -> ServiceResult<Value> {
+    let ops: json_patch::Patch = serde_json::from_value(patch.clone()).map_err(|e| {
+        ServiceError::invalid(format!("the body is not a JSON Patch document: {e}"), None)
+    })?;
+    let mut doc = current.clone();
+    json_patch::patch(&mut doc, &ops)
+        .map_err(|e| ServiceError::new(422, crate::fhir::outcome::Issue::error("processing", format!("patch failed: {e}"))))?;
+    if doc.get("resourceType") != current.get("resourceType") || doc.get("id").and_then(Value::as_str) != Some(id) {
+        return Err(ServiceError::new(
+            422,
+            crate::fhir::outcome::Issue::error("processing", "a patch may not change resourceType or id"),
+        ));
+    }
+    Ok(doc)
+}
+
+impl FhirService {
+    pub(super) async fn read(&self, res_type: &ResourceType, id: &str) -> ServiceResult<Outcome> {
+        let current = self
+            .store
+            .read(res_type.as_str(), id)
+            .await?
+            .ok_or_else(|| ServiceError::not_found(format!("{res_type}/{id} is not known")))?;
+        match current.content {
+            Some(json) if !current.deleted => Ok(Outcome::stored(
+                200,
+                StoredResource {
+                    res_type: res_type.to_string(),
+                    id: id.to_string(),
+                    version: current.version,
+                    last_updated: current.last_updated,
+                    json,
+                },
+            )),
+            _ => Err(ServiceError::gone(format!("{res_type}/{id} has been deleted"))),
+        }
+    }
+
+    pub(super) async fn vread(&self, res_type: &ResourceType, id: &str, version: &str) -> ServiceResult<Outcome> {
+        let not_found = || ServiceError::not_found(format!("{res_type}/{id} has no version {version}"));
+        let n: i64 = version.parse().map_err(|_| not_found())?;
+        let v = self
+            .store
+            .read_version(res_type.as_str(), id, n)
+            .await?
+            .ok_or_else(not_found)?;
+        match v.content {
+            Some(json) => Ok(Outcome::stored(
+                200,
+                StoredResource {
+                    res_type: res_type.to_string(),
+                    id: id.to_string(),
+                    version: v.version,
+                    last_updated: v.last_updated,
+                    json,
+                },
+            )),
+            None => Err(ServiceError::gone(format!(
+                "version {version} of {res_type}/{id} is a deletion"
+            ))),
+        }
+    }
+
+    pub(super) async fn create(&self, _ctx: &Ctx, res_type: ResourceType, resource: Value) -> ServiceResult<Outcome> {
+        check_resource(&resource, Some(res_type), IdRule::Ignore).map_err(invalid)?;
+        let mut tx = self.store.begin().await?;
+        let (stored, _) = write_in_tx(&mut tx, res_type, &new_id(), resource, WriteKind::Create).await?;
+        tx.commit().await?;
+        Ok(Outcome::stored(201, stored))
+    }
+
+    pub(super) async fn update(
+        &self,
+        _ctx: &Ctx,
+        res_type: ResourceType,
+        id: &str,
+        resource: Value,
+        if_match: Option<i64>,
+    ) -> ServiceResult<Outcome> {
+        check_resource(&resource, Some(res_type), IdRule::MustEqual(id)).map_err(invalid)?;
+        let mut tx = self.store.begin().await?;
+        let (stored, effect) =
+            write_in_tx(&mut tx, res_type, id, resource, WriteKind::Update { if_match }).await?;
+        tx.commit().await?;
+        Ok(Outcome::stored(if effect == Effect::Created { 201 } else { 200 }, stored))
+    }
+
+    pub(super) async fn patch(
+        &self,
+        _ctx: &Ctx,
+        res_type: ResourceType,
+        id: &str,
+        patch: Value,
+        if_match: Option<i64>,
+    ) -> ServiceResult<Outcome> {
+        let mut tx = self.store.begin().await?;
+        let stored = patch_in_tx(&mut tx, res_type, id, &patch, if_match).await?;
+        tx.commit().await?;
+        Ok(Outcome::stored(200, stored))
+    }
+
+    pub(super) async fn delete(&self, _ctx: &Ctx, res_type: ResourceType, id: &str) -> ServiceResult<Outcome> {
+        let mut tx = self.store.begin().await?;
+        let facts = delete_in_tx(&mut tx, res_type, id).await?;
+        tx.commit().await?;
+        match facts {
+            Some(facts) => Ok(Outcome {
+                status: 204,
+                body: super::Body::None,
+                version: Some(facts),
+            }),
+            None => Err(ServiceError::not_found(format!("{res_type}/{id} is not known"))),
+        }
+    }
+}
+
+/// Reads, patches, validates and stores a resource inside `tx`.
+pub(super) async fn patch_in_tx(
+    tx: &mut WriteTx,
+    res_type: ResourceType,
+    id: &str,
+    patch: &Value,
+    if_match: Option<i64>,
+) -> ServiceResult<StoredResource> {
+    let current = tx.current(res_type.as_str(), id).await?;
+    let text = match &current {
+        None => return Err(ServiceError::not_found(format!("{res_type}/{id} is not known"))),
+        Some(c) if c.deleted => return Err(ServiceError::gone(format!("{res_type}/{id} has been deleted"))),
+        Some(c) => c.content.as_deref().ok_or_else(ServiceError::internal)?,
+    };
+    check_if_match(if_match, current.as_ref())?;
+    let existing: Value = serde_json::from_str(text).map_err(|_| ServiceError::internal())?;
+    let patched = apply_patch(&existing, patch, id)?;
+    check_resource(&patched, Some(res_type), IdRule::MustEqual(id)).map_err(|e| {
+        let mut err = invalid(e);
+        err.status = 422;
+        err
+    })?;
+    let (stored, _) = write_in_tx(tx, res_type, id, patched, WriteKind::Patch { if_match }).await?;
+    Ok(stored)
+}

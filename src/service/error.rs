@@ -1,0 +1,97 @@
+//! The service layer's error: an HTTP status plus the OperationOutcome issues that explain it.
+
+use crate::fhir::outcome::{operation_outcome, Issue};
+use crate::store::StoreError;
+use serde_json::Value;
+
+/// A failed interaction. Every door renders it as an OperationOutcome with `status`.
+#[derive(Debug, Clone)]
+pub struct ServiceError {
+    pub status: u16,
+    pub issues: Vec<Issue>,
+}
+
+pub type ServiceResult<T> = Result<T, ServiceError>;
+
+impl ServiceError {
+    pub fn new(status: u16, issue: Issue) -> Self {
+        ServiceError {
+            status,
+            issues: vec![issue],
+        }
+    }
+
+    /// 400 with issue code `invalid`, optionally at an element path.
+    pub fn invalid(message: impl Into<String>, path: Option<&str>) -> Self {
+        let mut issue = Issue::error("invalid", message);
+        if let Some(p) = path {
+            issue = issue.at(p);
+        }
+        Self::new(400, issue)
+    }
+
+    pub fn not_supported(message: impl Into<String>) -> Self {
+        Self::new(400, Issue::error("not-supported", message))
+    }
+
+    pub fn not_found(message: impl Into<String>) -> Self {
+        Self::new(404, Issue::error("not-found", message))
+    }
+
+    pub fn gone(message: impl Into<String>) -> Self {
+        Self::new(410, Issue::error("deleted", message))
+    }
+
+    pub fn precondition_failed(message: impl Into<String>) -> Self {
+        Self::new(412, Issue::error("conflict", message))
+    }
+
+    pub fn conflict(message: impl Into<String>) -> Self {
+        Self::new(409, Issue::error("conflict", message))
+    }
+
+    pub fn too_large(message: impl Into<String>) -> Self {
+        Self::new(413, Issue::error("too-costly", message))
+    }
+
+    pub fn method_not_allowed(message: impl Into<String>) -> Self {
+        Self::new(405, Issue::error("not-supported", message))
+    }
+
+    pub fn unavailable() -> Self {
+        Self::new(503, Issue::error("transient", "the database is unavailable; try again"))
+    }
+
+    pub fn internal() -> Self {
+        Self::new(500, Issue::error("exception", "internal server error"))
+    }
+
+    pub fn outcome(&self) -> Value {
+        operation_outcome(&self.issues)
+    }
+}
+
+impl From<StoreError> for ServiceError {
+    fn from(e: StoreError) -> Self {
+        match e {
+            StoreError::Conflict => {
+                ServiceError::conflict("a concurrent request wrote the same resource; retry")
+            }
+            StoreError::Database(sqlx::Error::PoolTimedOut) | StoreError::Database(sqlx::Error::Io(_)) => {
+                tracing::warn!(kind = "database_unavailable", "database unavailable");
+                ServiceError::unavailable()
+            }
+            other => {
+                // Only the error kind is logged: driver messages can quote values.
+                let code = match &other {
+                    StoreError::Database(sqlx::Error::Database(db)) => {
+                        db.code().map(|c| c.to_string()).unwrap_or_default()
+                    }
+                    _ => String::new(),
+                };
+                tracing::error!(kind = "database_error", code = %code, "storage failure");
+                ServiceError::internal()
+            }
+        }
+    }
+}

@@ -1,0 +1,119 @@
+//! History at instance, type and system level, paged newest first by a version cursor.
+
+use serde_json::{json, Value};
+
+use super::interaction::HistoryTarget;
+use super::{FhirService, Outcome, ServiceError, ServiceResult};
+use crate::fhir::bundle::{entry_response, finish, new_bundle};
+use crate::fhir::instant::parse_instant;
+use crate::store::HistoryScope;
+
+/// Reads `_count` within the limits, or the default.
+pub(super) fn page_size(service: &FhirService, params: &[(String, String)]) -> ServiceResult<usize> {
+    match params.iter().rev().find(|(k, _)| k == "_count") {
+        None => Ok(service.limits.default_count),
+        Some((_, v)) => {
+            let n: usize = v
+                .parse()
+                .map_err(|_| ServiceError::invalid("_count must be a non-negative integer", Some("_count")))?;
+            if n > service.limits.max_count {
+                return Err(ServiceError::invalid(
+                    format!("_count may be at most {}", service.limits.max_count),
+                    Some("_count"),
+                ));
+            }
+            Ok(n)
+        }
+    }
+}
+
+/// Reads the opaque paging cursor `_cursor`.
+pub(super) fn cursor(params: &[(String, String)]) -> ServiceResult<Option<i64>> {
+    params
+        .iter()
+        .find(|(k, _)| k == "_cursor")
+        .map(|(_, v)| {
+            v.parse::<i64>()
+                .map_err(|_| ServiceError::invalid("_cursor is not a cursor this server issued", Some("_cursor")))
+        })
+        .transpose()
+}
+
+impl FhirService {
+    pub(super) async fn history(&self, target: HistoryTarget, params: &[(String, String)]) -> ServiceResult<Outcome> {
+        let count = page_size(self, params)?;
+        let since_text = params.iter().find(|(k, _)| k == "_since").map(|(_, v)| v.clone());
+        let since = since_text
+            .as_deref()
+            .map(|s| {
+                parse_instant(s).ok_or_else(|| {
+                    ServiceError::invalid("_since must be an instant such as 2024-01-01T00:00:00Z", Some("_since"))
+                })
+            })
+            .transpose()?;
+        let before = cursor(params)?;
+        let (scope, path) = match &target {
+            HistoryTarget::System => (HistoryScope::System, "_history".to_string()),
+            HistoryTarget::Type(t) => (HistoryScope::Type(t.as_str()), format!("{t}/_history")),
+            HistoryTarget::Instance(t, id) => {
+                (HistoryScope::Instance(t.as_str(), id), format!("{t}/{id}/_history"))
+            }
+        };
+        if let HistoryTarget::Instance(t, id) = &target {
+            if self.store.read(t.as_str(), id).await?.is_none() {
+                return Err(ServiceError::not_found(format!("{t}/{id} is not known")));
+            }
+        }
+        let rows = self
+            .store
+            .history(scope, since, before, count as i64 + 1)
+            .await?;
+        let has_more = rows.len() > count;
+        let mut query = vec![format!("_count={count}")];
+        if let Some(s) = &since_text {
+            query.push(format!("_since={}", urlencode(s)));
+        }
+        let base_link = format!("{}/{path}?{}", self.base_url, query.join("&"));
+        let mut links = vec![(
+            "self",
+            match before {
+                Some(b) => format!("{base_link}&_cursor={b}"),
+                None => base_link.clone(),
+            },
+        )];
+        let mut entries = Vec::with_capacity(rows.len().min(count));
+        let mut last_vid = None;
+        for row in rows.into_iter().take(count) {
+            last_vid = Some(row.vid);
+            let full_url = format!("{}/{}/{}", self.base_url, row.res_type, row.res_id);
+            let (status, request_url) = match row.method.as_str() {
+                "POST" => (201, row.res_type.clone()),
+                "DELETE" => (204, format!("{}/{}", row.res_type, row.res_id)),
+                _ => (if row.version == 1 { 201 } else { 200 }, format!("{}/{}", row.res_type, row.res_id)),
+            };
+            let mut entry = json!({
+                "fullUrl": full_url,
+                "request": {"method": row.method, "url": request_url},
+                "response": entry_response(status, None, Some((row.version, row.last_updated))),
+            });
+            if let Some(text) = &row.content {
+                let resource: Value = serde_json::from_str(text).map_err(|_| ServiceError::internal())?;
+                entry["resource"] = resource;
+            }
+            entries.push(entry);
+        }
+        if let (true, Some(vid)) = (has_more, last_vid) {
+            links.push(("next", format!("{base_link}&_cursor={vid}")));
+        }
+        if before.is_some() || has_more {
+            links.push(("first", base_link));
+        }
+        let bundle = new_bundle("history", &links);
+        Ok(Outcome::generated(200, finish(bundle, entries, None)))
+    }
+}
+
+/// Percent-encodes a query value for a link.
+pub(super) fn urlencode(s: &str) -> String {
+    url::form_urlencoded::byte_serialize(s.as_bytes()).collect()
+}

@@ -1,0 +1,198 @@
+//! The interactions every door (REST, bundles, import, later MCP) calls.
+//!
+//! A door parses its request into an [`Interaction`], calls
+//! [`FhirService::execute`], and renders the [`Outcome`]. Validation, limits
+//! and versioning rules live here once.
+
+mod bundle;
+mod crud;
+pub mod error;
+mod history;
+pub mod import;
+pub mod interaction;
+pub mod search_params;
+mod search;
+
+use serde_json::Value;
+
+pub use error::{ServiceError, ServiceResult};
+pub use interaction::{Interaction, Preference};
+
+use crate::fhir::capability;
+use crate::fhir::instant::Millis;
+use crate::store::Store;
+
+/// Limits on what one request may ask for. Each is configurable; see `config`.
+#[derive(Debug, Clone)]
+pub struct Limits {
+    /// Largest request body accepted, in bytes.
+    pub max_body_bytes: usize,
+    /// Most entries in one batch or transaction Bundle.
+    pub max_bundle_entries: usize,
+    /// Largest `_count` honoured on search and history pages.
+    pub max_count: usize,
+    /// Page size when no `_count` is given.
+    pub default_count: usize,
+}
+
+/// Default for [`Limits::max_body_bytes`]: 16 MiB.
+pub const DEFAULT_MAX_BODY_BYTES: usize = 16 * 1024 * 1024;
+/// Default for [`Limits::max_bundle_entries`].
+pub const DEFAULT_MAX_BUNDLE_ENTRIES: usize = 10_000;
+/// Default for [`Limits::max_count`].
+pub const DEFAULT_MAX_COUNT: usize = 1_000;
+/// Default for [`Limits::default_count`].
+pub const DEFAULT_COUNT: usize = 50;
+
+impl Default for Limits {
+    fn default() -> Self {
+        Limits {
+            max_body_bytes: DEFAULT_MAX_BODY_BYTES,
+            max_bundle_entries: DEFAULT_MAX_BUNDLE_ENTRIES,
+            max_count: DEFAULT_MAX_COUNT,
+            default_count: DEFAULT_COUNT,
+        }
+    }
+}
+
+/// Who is asking and under which request id. Authorization fields join this later.
+#[derive(Debug, Clone, Default)]
+pub struct Ctx {
+    pub request_id: String,
+}
+
+/// A resource as stored: its JSON text (served as is) and version facts.
+#[derive(Debug, Clone)]
+pub struct StoredResource {
+    pub res_type: String,
+    pub id: String,
+    pub version: i64,
+    pub last_updated: Millis,
+    pub json: String,
+}
+
+/// What an interaction answers.
+#[derive(Debug, Clone)]
+pub enum Body {
+    /// A stored resource (read, vread, create, update, patch).
+    Stored(StoredResource),
+    /// A generated resource (Bundle, CapabilityStatement, OperationOutcome).
+    Generated(Value),
+    None,
+}
+
+/// The result of an interaction: HTTP status, body and version headers.
+#[derive(Debug, Clone)]
+pub struct Outcome {
+    pub status: u16,
+    pub body: Body,
+    /// Version facts for ETag / Last-Modified / Location, when a single
+    /// resource version is concerned (also after a delete).
+    pub version: Option<VersionFacts>,
+}
+
+/// Identifies one version, for the response headers.
+#[derive(Debug, Clone)]
+pub struct VersionFacts {
+    pub res_type: String,
+    pub id: String,
+    pub version: i64,
+    pub last_updated: Millis,
+}
+
+impl Outcome {
+    fn stored(status: u16, r: StoredResource) -> Outcome {
+        Outcome {
+            status,
+            version: Some(VersionFacts {
+                res_type: r.res_type.clone(),
+                id: r.id.clone(),
+                version: r.version,
+                last_updated: r.last_updated,
+            }),
+            body: Body::Stored(r),
+        }
+    }
+
+    fn generated(status: u16, v: Value) -> Outcome {
+        Outcome {
+            status,
+            body: Body::Generated(v),
+            version: None,
+        }
+    }
+}
+
+/// The FHIR service: cheap to clone, shared by every door.
+#[derive(Clone)]
+pub struct FhirService {
+    store: Store,
+    limits: Limits,
+    /// Absolute FHIR base URL, used in `fullUrl` and links.
+    base_url: String,
+    started_ms: Millis,
+}
+
+impl FhirService {
+    pub fn new(store: Store, limits: Limits, base_url: String) -> Self {
+        FhirService {
+            store,
+            limits,
+            base_url: base_url.trim_end_matches('/').to_string(),
+            started_ms: crate::fhir::instant::now_ms(),
+        }
+    }
+
+    pub fn store(&self) -> &Store {
+        &self.store
+    }
+
+    pub fn limits(&self) -> &Limits {
+        &self.limits
+    }
+
+    pub fn base_url(&self) -> &str {
+        &self.base_url
+    }
+
+    /// Runs one interaction.
+    pub async fn execute(&self, ctx: &Ctx, interaction: Interaction) -> ServiceResult<Outcome> {
+        match interaction {
+            Interaction::Capabilities => Ok(Outcome::generated(
+                200,
+                capability::capability_statement(&self.base_url, self.started_ms),
+            )),
+            Interaction::Read { res_type, id } => self.read(&res_type, &id).await,
+            Interaction::VRead {
+                res_type,
+                id,
+                version,
+            } => self.vread(&res_type, &id, &version).await,
+            Interaction::Create { res_type, resource } => {
+                self.create(ctx, res_type, resource).await
+            }
+            Interaction::Update {
+                res_type,
+                id,
+                resource,
+                if_match,
+            } => self.update(ctx, res_type, &id, resource, if_match).await,
+            Interaction::Patch {
+                res_type,
+                id,
+                patch,
+                if_match,
+            } => self.patch(ctx, res_type, &id, patch, if_match).await,
+            Interaction::Delete { res_type, id } => self.delete(ctx, res_type, &id).await,
+            Interaction::History { scope, params } => self.history(scope, &params).await,
+            Interaction::Search {
+                res_type,
+                params,
+                strict,
+            } => self.search(res_type, &params, strict).await,
+            Interaction::Bundle { bundle, preference } => {
+                self.process_bundle(ctx, bundle, preference).await
+            }
+        }
+    }
+}

@@ -1,0 +1,163 @@
+//! Builds the application on a listener and runs it until a shutdown signal,
+//! then drains in-flight requests within a bounded time and closes the pool.
+
+use std::future::Future;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::http::{Request, Response};
+use axum::Router;
+use tokio::net::TcpListener;
+use tower_http::catch_panic::CatchPanicLayer;
+use tower_http::request_id::{MakeRequestUuid, PropagateRequestIdLayer, SetRequestIdLayer};
+use tower_http::trace::{DefaultOnResponse, TraceLayer};
+use tracing::Level;
+
+use crate::config::Settings;
+use crate::rest::{self, AppState};
+use crate::service::FhirService;
+use crate::store::Store;
+
+/// A built, bound, not yet running server.
+pub struct Application {
+    listener: TcpListener,
+    router: Router,
+    store: Store,
+    addr: SocketAddr,
+    base_url: String,
+    grace: Duration,
+}
+
+/// Opens the store and builds the FHIR service for `settings`, with `base_url` as its base.
+pub async fn open_service(settings: &Settings, base_url: String) -> anyhow::Result<FhirService> {
+    let store = Store::open(&settings.store_options()).await?;
+    Ok(FhirService::new(store, settings.limits.clone(), base_url))
+}
+
+fn request_span(req: &Request<axum::body::Body>) -> tracing::Span {
+    let request_id = req
+        .headers()
+        .get("x-request-id")
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("");
+    // The URI is not logged: ids and search values in it can be PHI.
+    tracing::info_span!(
+        "request",
+        method = %req.method(),
+        request_id = %request_id,
+        interaction = tracing::field::Empty,
+    )
+}
+
+fn panic_response(_: Box<dyn std::any::Any + Send + 'static>) -> Response<axum::body::Body> {
+    tracing::error!(kind = "panic", "request handler panicked");
+    let body = crate::fhir::outcome::operation_outcome(&[crate::fhir::outcome::Issue::error(
+        "exception",
+        "internal server error",
+    )]);
+    let mut resp = Response::new(axum::body::Body::from(body.to_string()));
+    *resp.status_mut() = axum::http::StatusCode::INTERNAL_SERVER_ERROR;
+    resp.headers_mut().insert(
+        axum::http::header::CONTENT_TYPE,
+        axum::http::HeaderValue::from_static(crate::fhir::media::FHIR_JSON),
+    );
+    resp
+}
+
+/// Wraps the router with request ids, request logging and panic recovery.
+pub fn with_middleware(router: Router) -> Router {
+    router
+        .layer(CatchPanicLayer::custom(panic_response))
+        .layer(
+            TraceLayer::new_for_http()
+                .make_span_with(request_span)
+                .on_response(DefaultOnResponse::new().level(Level::INFO)),
+        )
+        .layer(PropagateRequestIdLayer::x_request_id())
+        .layer(SetRequestIdLayer::x_request_id(MakeRequestUuid))
+}
+
+impl Application {
+    /// Opens the store (running migrations) and binds `settings.addr` (port 0 picks a free port).
+    pub async fn build(settings: &Settings) -> anyhow::Result<Application> {
+        settings.validate()?;
+        let listener = TcpListener::bind(settings.addr).await?;
+        let addr = listener.local_addr()?;
+        let base_url = settings
+            .public_base_url
+            .clone()
+            .unwrap_or_else(|| format!("http://{addr}/fhir"));
+        let service = open_service(settings, base_url.clone()).await?;
+        let store = service.store().clone();
+        let router = with_middleware(rest::router(Arc::new(AppState { service })));
+        Ok(Application {
+            listener,
+            router,
+            store,
+            addr,
+            base_url,
+            grace: Duration::from_millis(settings.shutdown_grace_ms),
+        })
+    }
+
+    pub fn addr(&self) -> SocketAddr {
+        self.addr
+    }
+
+    pub fn base_url(&self) -> &str {
+        &self.base_url
+    }
+
+    /// Serves until `shutdown` completes, then stops accepting, gives
+    /// in-flight requests up to the grace period, and closes the pool.
+    pub async fn run_until(self, shutdown: impl Future<Output = ()> + Send + 'static) -> anyhow::Result<()> {
+        let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
+        let server = axum::serve(self.listener, self.router)
+            .with_graceful_shutdown(async move {
+                let _ = stop_rx.await;
+            });
+        let mut server = tokio::spawn(async move { server.await });
+        tokio::select! {
+            res = &mut server => {
+                self.store.close().await;
+                return Ok(res??);
+            }
+            _ = shutdown => {}
+        }
+        tracing::info!(grace_ms = self.grace.as_millis() as u64, "shutdown signal received; draining");
+        let _ = stop_tx.send(());
+        match tokio::time::timeout(self.grace, &mut server).await {
+            Ok(res) => res??,
+            Err(_) => {
+                tracing::warn!("grace period over; aborting remaining requests");
+                server.abort();
+            }
+        }
+        self.store.close().await;
+        tracing::info!("stopped");
+        Ok(())
+    }
+}
+
+/// Completes on SIGINT or SIGTERM.
+pub async fn shutdown_signal() {
+    let ctrl_c = async {
+        let _ = tokio::signal::ctrl_c().await;
+    };
+    #[cfg(unix)]
+    let term = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut s) => {
+                s.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    #[cfg(not(unix))]
+    let term = std::future::pending::<()>();
+    tokio::select! {
+        _ = ctrl_c => {},
+        _ = term => {},
+    }
+}

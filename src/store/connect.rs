@@ -1,0 +1,122 @@
+//! Opening the database: SQLite in the data folder by default, PostgreSQL by URL.
+
+use std::path::PathBuf;
+use std::str::FromStr;
+use std::time::Duration;
+
+use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
+use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous};
+
+use super::{migrate, Db, Store, StoreError, StoreResult};
+
+/// Which database a [`Store`] runs on.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Backend {
+    Sqlite,
+    Postgres,
+}
+
+impl Backend {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Backend::Sqlite => "sqlite",
+            Backend::Postgres => "postgres",
+        }
+    }
+}
+
+/// How to open the store.
+#[derive(Debug, Clone)]
+pub struct StoreOptions {
+    /// `postgres://…` selects PostgreSQL; `None` uses SQLite in `data_dir`.
+    pub database_url: Option<String>,
+    /// Folder for the SQLite file (and, elsewhere, keys).
+    pub data_dir: PathBuf,
+    /// Connections in the read pool (SQLite) or the whole pool (PostgreSQL).
+    pub max_connections: u32,
+    /// How long a request waits for a pooled connection before failing.
+    pub acquire_timeout_ms: u64,
+    /// SQLite only: `true` syncs the WAL on every commit (survives power loss,
+    /// not only a process crash).
+    pub sqlite_sync_full: bool,
+}
+
+/// File name of the SQLite database inside the data folder.
+pub const SQLITE_FILE: &str = "vesta.db";
+
+impl Store {
+    /// Opens (creating if needed) the database and runs pending migrations.
+    pub async fn open(options: &StoreOptions) -> StoreResult<Store> {
+        let acquire = Duration::from_millis(options.acquire_timeout_ms);
+        let db = match options.database_url.as_deref() {
+            Some(url) if url.starts_with("postgres://") || url.starts_with("postgresql://") => {
+                let connect = PgConnectOptions::from_str(url)?;
+                let pool = PgPoolOptions::new()
+                    .max_connections(options.max_connections)
+                    .acquire_timeout(acquire)
+                    .connect_with(connect)
+                    .await?;
+                migrate::migrator(Backend::Postgres).run(&pool).await?;
+                Db::Postgres(pool)
+            }
+            Some(url) if url.starts_with("sqlite:") => {
+                let connect = sqlite_tuning(SqliteConnectOptions::from_str(url)?, options);
+                open_sqlite(connect, options, acquire).await?
+            }
+            Some(_) => {
+                return Err(StoreError::Setup(
+                    "database URL must start with postgres://, postgresql:// or sqlite:".into(),
+                ))
+            }
+            None => {
+                std::fs::create_dir_all(&options.data_dir).map_err(|e| {
+                    StoreError::Setup(format!(
+                        "cannot create data folder {}: {e}",
+                        options.data_dir.display()
+                    ))
+                })?;
+                let connect = sqlite_tuning(
+                    SqliteConnectOptions::new().filename(options.data_dir.join(SQLITE_FILE)),
+                    options,
+                );
+                open_sqlite(connect, options, acquire).await?
+            }
+        };
+        Ok(Store { db })
+    }
+}
+
+fn sqlite_tuning(connect: SqliteConnectOptions, options: &StoreOptions) -> SqliteConnectOptions {
+    connect
+        .create_if_missing(true)
+        .journal_mode(SqliteJournalMode::Wal)
+        .synchronous(if options.sqlite_sync_full {
+            SqliteSynchronous::Full
+        } else {
+            SqliteSynchronous::Normal
+        })
+        .busy_timeout(Duration::from_secs(10))
+        .foreign_keys(true)
+        .pragma("cache_size", "-65536")
+        .pragma("temp_store", "memory")
+}
+
+async fn open_sqlite(
+    connect: SqliteConnectOptions,
+    options: &StoreOptions,
+    acquire: Duration,
+) -> StoreResult<Db> {
+    let write = SqlitePoolOptions::new()
+        .max_connections(1)
+        // Writers queue here one behind another, so allow a longer wait.
+        .acquire_timeout(acquire.max(Duration::from_secs(30)))
+        .connect_with(connect.clone())
+        .await?;
+    migrate::migrator(super::Backend::Sqlite).run(&write).await?;
+    let read = SqlitePoolOptions::new()
+        .max_connections(options.max_connections.max(1))
+        .acquire_timeout(acquire)
+        .connect_with(connect.read_only(true))
+        .await?;
+    Ok(Db::Sqlite { read, write })
+}

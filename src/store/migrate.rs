@@ -1,0 +1,35 @@
+//! The schema migrations, embedded in the binary, one folder per backend.
+
+use std::borrow::Cow;
+
+use sqlx::migrate::{Migration, MigrationType, Migrator};
+use sqlx::SqlSafeStr;
+
+use super::Backend;
+
+fn migration(version: i64, description: &'static str, sql: &'static str) -> Migration {
+    Migration::new(
+        version,
+        Cow::Borrowed(description),
+        MigrationType::Simple,
+        sql.into_sql_str(),
+        false,
+    )
+}
+
+/// The migrator for `backend`, with every migration of its folder.
+pub fn migrator(backend: Backend) -> Migrator {
+    let migrations = match backend {
+        Backend::Sqlite => vec![migration(
+            1,
+            "resources",
+            include_str!("../../migrations/sqlite/0001_resources.sql"),
+        )],
+        Backend::Postgres => vec![migration(
+            1,
+            "resources",
+            include_str!("../../migrations/postgres/0001_resources.sql"),
+        )],
+    };
+    Migrator::with_migrations(migrations)
+}

@@ -1,0 +1,133 @@
+//! Persistence: resources stored as JSON per version, the current-version
+//! pointer, and the search-index rows, on SQLite or PostgreSQL.
+//!
+//! Both backends share one implementation: the [`with_db!`] and
+//! [`with_tx!`] macros expand each query once per backend, so the SQL is
+//! written once and runs on each driver natively (prepared and cached).
+
+mod connect;
+mod index_rows;
+mod migrate;
+mod read;
+mod write;
+
+pub use connect::{Backend, StoreOptions};
+pub use index_rows::{
+    CompositeRow, DateRow, IndexRows, NumberRow, QuantityRow, ReferenceRow, StringRow, TokenRow,
+    UriRow,
+};
+pub use read::{HistoryEntry, HistoryScope, Listing};
+pub use write::{NewVersion, WriteTx};
+
+use crate::fhir::instant::Millis;
+
+/// Errors from the storage layer. Callers never show the inner text to clients.
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    /// A unique constraint failed: a concurrent writer created the same resource.
+    #[error("concurrent write conflict")]
+    Conflict,
+    #[error("database error: {0}")]
+    Database(#[from] sqlx::Error),
+    #[error("migration failed: {0}")]
+    Migrate(#[from] sqlx::migrate::MigrateError),
+    #[error("{0}")]
+    Setup(String),
+}
+
+impl StoreError {
+    fn from_write(e: sqlx::Error) -> Self {
+        match e.as_database_error() {
+            Some(db) if db.is_unique_violation() => StoreError::Conflict,
+            _ => StoreError::Database(e),
+        }
+    }
+}
+
+pub type StoreResult<T> = Result<T, StoreError>;
+
+/// The current state of one logical resource.
+#[derive(Debug, Clone)]
+pub struct Current {
+    /// Internal row key; never shown to clients.
+    pub rid: i64,
+    pub version: i64,
+    pub last_updated: Millis,
+    pub deleted: bool,
+    /// The JSON of the current version; `None` when it is a delete tombstone.
+    pub content: Option<String>,
+}
+
+/// One stored version of a resource.
+#[derive(Debug, Clone)]
+pub struct Version {
+    pub version: i64,
+    pub last_updated: Millis,
+    /// The interaction that produced it: POST, PUT, PATCH or DELETE.
+    pub method: String,
+    pub content: Option<String>,
+}
+
+#[derive(Clone)]
+enum Db {
+    /// SQLite allows one writer at a time: writes go through a one-connection
+    /// pool so that they queue in the app instead of failing with SQLITE_BUSY.
+    Sqlite {
+        read: sqlx::SqlitePool,
+        write: sqlx::SqlitePool,
+    },
+    Postgres(sqlx::PgPool),
+}
+
+/// Handle to the database; cheap to clone.
+#[derive(Clone)]
+pub struct Store {
+    db: Db,
+}
+
+/// Runs `$body` with `$c` bound to the read pool of whichever backend is in use.
+macro_rules! with_db {
+    ($db:expr, $c:ident => $body:expr) => {
+        match $db {
+            Db::Sqlite { read, .. } => {
+                let $c = read;
+                $body
+            }
+            Db::Postgres(pool) => {
+                let $c = pool;
+                $body
+            }
+        }
+    };
+}
+pub(crate) use with_db;
+
+impl Store {
+    pub fn backend(&self) -> Backend {
+        match self.db {
+            Db::Sqlite { .. } => Backend::Sqlite,
+            Db::Postgres(_) => Backend::Postgres,
+        }
+    }
+
+    /// True when the database answers a trivial query.
+    pub async fn ping(&self) -> bool {
+        with_db!(&self.db, pool => sqlx::query("SELECT 1").execute(pool).await.is_ok())
+    }
+
+    /// Closes every pool, waiting for checked-out connections to come back.
+    pub async fn close(&self) {
+        match &self.db {
+            Db::Sqlite { read, write } => {
+                write.close().await;
+                read.close().await;
+            }
+            Db::Postgres(pool) => pool.close().await,
+        }
+    }
+
+    /// Starts a write transaction.
+    pub async fn begin(&self) -> StoreResult<WriteTx> {
+        WriteTx::begin(&self.db).await
+    }
+}

@@ -1,0 +1,226 @@
+//! Reads: current version, a given version, history pages, and plain listings.
+
+use sqlx::{AssertSqlSafe, Row};
+
+use super::{with_db, Current, Db, Store, StoreResult, Version};
+use crate::fhir::instant::Millis;
+
+/// Which resources a history request covers.
+#[derive(Debug, Clone, Copy)]
+pub enum HistoryScope<'a> {
+    System,
+    Type(&'a str),
+    Instance(&'a str, &'a str),
+}
+
+/// One version in a history page, newest first.
+#[derive(Debug, Clone)]
+pub struct HistoryEntry {
+    /// Position in the global version sequence; the paging cursor.
+    pub vid: i64,
+    pub res_type: String,
+    pub res_id: String,
+    pub version: i64,
+    pub last_updated: Millis,
+    pub method: String,
+    pub content: Option<String>,
+}
+
+/// A page of current resources of one type, in insertion order.
+#[derive(Debug, Clone)]
+pub struct Listing {
+    /// `(rid, content)` for each resource on the page.
+    pub rows: Vec<(i64, String)>,
+    /// Total number of matching live resources, when asked for.
+    pub total: Option<i64>,
+}
+
+const READ_CURRENT: &str = "SELECT r.rid, r.version, r.last_updated, r.deleted, v.content \
+     FROM resources r JOIN resource_versions v ON v.rid = r.rid AND v.version = r.version \
+     WHERE r.res_type = $1 AND r.res_id = $2";
+
+const READ_VERSION: &str = "SELECT v.version, v.last_updated, v.method, v.content \
+     FROM resources r JOIN resource_versions v ON v.rid = r.rid \
+     WHERE r.res_type = $1 AND r.res_id = $2 AND v.version = $3";
+
+impl Store {
+    /// The current version of a resource, tombstone included.
+    pub async fn read(&self, res_type: &str, res_id: &str) -> StoreResult<Option<Current>> {
+        let row = with_db!(&self.db, pool => {
+            sqlx::query(READ_CURRENT)
+                .bind(res_type)
+                .bind(res_id)
+                .fetch_optional(pool)
+                .await?
+                .map(|row| -> Result<Current, sqlx::Error> {
+                    Ok(Current {
+                        rid: row.try_get(0)?,
+                        version: row.try_get(1)?,
+                        last_updated: row.try_get(2)?,
+                        deleted: row.try_get::<i64, _>(3)? != 0,
+                        content: row.try_get(4)?,
+                    })
+                })
+                .transpose()?
+        });
+        Ok(row)
+    }
+
+    /// One version of a resource.
+    pub async fn read_version(
+        &self,
+        res_type: &str,
+        res_id: &str,
+        version: i64,
+    ) -> StoreResult<Option<Version>> {
+        let row = with_db!(&self.db, pool => {
+            sqlx::query(READ_VERSION)
+                .bind(res_type)
+                .bind(res_id)
+                .bind(version)
+                .fetch_optional(pool)
+                .await?
+                .map(|row| -> Result<Version, sqlx::Error> {
+                    Ok(Version {
+                        version: row.try_get(0)?,
+                        last_updated: row.try_get(1)?,
+                        method: row.try_get(2)?,
+                        content: row.try_get(3)?,
+                    })
+                })
+                .transpose()?
+        });
+        Ok(row)
+    }
+
+    /// Versions in `scope`, newest first: those changed at or after `since`,
+    /// strictly older than the cursor `before_vid`, at most `limit`.
+    pub async fn history(
+        &self,
+        scope: HistoryScope<'_>,
+        since: Option<Millis>,
+        before_vid: Option<i64>,
+        limit: i64,
+    ) -> StoreResult<Vec<HistoryEntry>> {
+        // Filters are chosen from a fixed set; values are always bound.
+        let mut sql = String::from(
+            "SELECT v.vid, v.res_type, v.res_id, v.version, v.last_updated, v.method, v.content \
+             FROM resource_versions v WHERE 1 = 1",
+        );
+        let mut n = 0;
+        let mut next = || {
+            n += 1;
+            format!("${n}")
+        };
+        match scope {
+            HistoryScope::System => {}
+            HistoryScope::Type(_) => sql.push_str(&format!(" AND v.res_type = {}", next())),
+            HistoryScope::Instance(_, _) => {
+                let (a, b) = (next(), next());
+                sql.push_str(&format!(" AND v.res_type = {a} AND v.res_id = {b}"))
+            }
+        }
+        if since.is_some() {
+            sql.push_str(&format!(" AND v.last_updated >= {}", next()));
+        }
+        if before_vid.is_some() {
+            sql.push_str(&format!(" AND v.vid < {}", next()));
+        }
+        sql.push_str(&format!(" ORDER BY v.vid DESC LIMIT {}", next()));
+        let rows = with_db!(&self.db, pool => {
+            let mut q = sqlx::query(AssertSqlSafe(sql));
+            match scope {
+                HistoryScope::System => {}
+                HistoryScope::Type(t) => q = q.bind(t),
+                HistoryScope::Instance(t, id) => q = q.bind(t).bind(id),
+            }
+            if let Some(s) = since {
+                q = q.bind(s);
+            }
+            if let Some(b) = before_vid {
+                q = q.bind(b);
+            }
+            q.bind(limit)
+                .fetch_all(pool)
+                .await?
+                .into_iter()
+                .map(|row| -> Result<HistoryEntry, sqlx::Error> {
+                    Ok(HistoryEntry {
+                        vid: row.try_get(0)?,
+                        res_type: row.try_get(1)?,
+                        res_id: row.try_get(2)?,
+                        version: row.try_get(3)?,
+                        last_updated: row.try_get(4)?,
+                        method: row.try_get(5)?,
+                        content: row.try_get(6)?,
+                    })
+                })
+                .collect::<Result<Vec<_>, _>>()?
+        });
+        Ok(rows)
+    }
+
+    /// Live resources of `res_type` (optionally only the ids in `ids`), in
+    /// insertion order after the cursor `after_rid`, at most `limit`.
+    pub async fn list(
+        &self,
+        res_type: &str,
+        ids: Option<&[String]>,
+        after_rid: Option<i64>,
+        limit: i64,
+        with_total: bool,
+    ) -> StoreResult<Listing> {
+        let mut filter = String::from("r.res_type = $1 AND r.deleted = 0");
+        let mut n = 1;
+        if let Some(ids) = ids {
+            let marks: Vec<String> = ids
+                .iter()
+                .map(|_| {
+                    n += 1;
+                    format!("${n}")
+                })
+                .collect();
+            filter.push_str(&format!(" AND r.res_id IN ({})", marks.join(", ")));
+        }
+        let count_sql = format!("SELECT COUNT(*) FROM resources r WHERE {filter}");
+        let page_filter = if after_rid.is_some() {
+            n += 1;
+            format!("{filter} AND r.rid > ${n}")
+        } else {
+            filter
+        };
+        let page_sql = format!(
+            "SELECT r.rid, v.content FROM resources r \
+             JOIN resource_versions v ON v.rid = r.rid AND v.version = r.version \
+             WHERE {page_filter} ORDER BY r.rid LIMIT ${}",
+            n + 1
+        );
+        let listing = with_db!(&self.db, pool => {
+            let mut q = sqlx::query(AssertSqlSafe(page_sql)).bind(res_type);
+            for id in ids.unwrap_or_default() {
+                q = q.bind(id.as_str());
+            }
+            if let Some(a) = after_rid {
+                q = q.bind(a);
+            }
+            let rows = q
+                .bind(limit)
+                .fetch_all(pool)
+                .await?
+                .into_iter()
+                .map(|row| -> Result<(i64, String), sqlx::Error> { Ok((row.try_get(0)?, row.try_get(1)?)) })
+                .collect::<Result<Vec<_>, _>>()?;
+            let total = if with_total {
+                let mut q = sqlx::query(AssertSqlSafe(count_sql)).bind(res_type);
+                for id in ids.unwrap_or_default() {
+                    q = q.bind(id.as_str());
+                }
+                Some(q.fetch_one(pool).await?.try_get::<i64, _>(0)?)
+            } else {
+                None
+            };
+            Listing { rows, total }
+        });
+        Ok(listing)
+    }
+}
