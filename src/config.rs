@@ -40,7 +40,9 @@ pub struct Settings {
 impl Default for Settings {
     fn default() -> Self {
         Settings {
-            addr: DEFAULT_ADDR.parse().unwrap_or_else(|_| SocketAddr::from(([127, 0, 0, 1], 8080))),
+            addr: DEFAULT_ADDR
+                .parse()
+                .unwrap_or_else(|_| SocketAddr::from(([127, 0, 0, 1], 8080))),
             data_dir: PathBuf::from(DEFAULT_DATA_DIR),
             database_url: None,
             public_base_url: None,
@@ -96,7 +98,9 @@ impl FileSettings {
     /// Applies the file's values over `s`.
     pub fn apply(self, s: &mut Settings) -> Result<(), ConfigError> {
         if let Some(a) = self.addr {
-            s.addr = a.parse().map_err(|_| bad("addr", "must be host:port, e.g. 127.0.0.1:8080"))?;
+            s.addr = a
+                .parse()
+                .map_err(|_| bad("addr", "must be host:port, e.g. 127.0.0.1:8080"))?;
         }
         if let Some(v) = self.data_dir {
             s.data_dir = v;
@@ -145,7 +149,10 @@ impl Settings {
             return Err(bad("max_bundle_entries", "must be at least 1"));
         }
         if self.limits.max_count == 0 || self.limits.default_count == 0 {
-            return Err(bad("max_count", "max_count and default_count must be at least 1"));
+            return Err(bad(
+                "max_count",
+                "max_count and default_count must be at least 1",
+            ));
         }
         if self.limits.default_count > self.limits.max_count {
             return Err(bad("default_count", "must not exceed max_count"));
@@ -154,9 +161,14 @@ impl Settings {
             return Err(bad("max_connections", "must be at least 1"));
         }
         if let Some(url) = &self.database_url {
-            let ok = ["postgres://", "postgresql://", "sqlite:"].iter().any(|p| url.starts_with(p));
+            let ok = ["postgres://", "postgresql://", "sqlite:"]
+                .iter()
+                .any(|p| url.starts_with(p));
             if !ok {
-                return Err(bad("database_url", "must start with postgres://, postgresql:// or sqlite:"));
+                return Err(bad(
+                    "database_url",
+                    "must start with postgres://, postgresql:// or sqlite:",
+                ));
             }
         }
         if let Some(base) = &self.public_base_url {
@@ -180,7 +192,9 @@ impl Settings {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::service::{DEFAULT_COUNT, DEFAULT_MAX_BODY_BYTES, DEFAULT_MAX_BUNDLE_ENTRIES, DEFAULT_MAX_COUNT};
+    use crate::service::{
+        DEFAULT_COUNT, DEFAULT_MAX_BODY_BYTES, DEFAULT_MAX_BUNDLE_ENTRIES, DEFAULT_MAX_COUNT,
+    };
 
     #[test]
     fn defaults_are_valid() {
@@ -199,8 +213,10 @@ mod tests {
         let err = file.apply(&mut Settings::default()).unwrap_err();
         assert_eq!(err.key, "addr");
         assert!(toml::from_str::<FileSettings>("nope = 1").is_err());
-        let mut s = Settings::default();
-        s.database_url = Some("mysql://x".into());
+        let s = Settings {
+            database_url: Some("mysql://x".into()),
+            ..Settings::default()
+        };
         assert_eq!(s.validate().unwrap_err().key, "database_url");
     }
 }

@@ -111,12 +111,14 @@ impl Application {
 
     /// Serves until `shutdown` completes, then stops accepting, gives
     /// in-flight requests up to the grace period, and closes the pool.
-    pub async fn run_until(self, shutdown: impl Future<Output = ()> + Send + 'static) -> anyhow::Result<()> {
+    pub async fn run_until(
+        self,
+        shutdown: impl Future<Output = ()> + Send + 'static,
+    ) -> anyhow::Result<()> {
         let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
-        let server = axum::serve(self.listener, self.router)
-            .with_graceful_shutdown(async move {
-                let _ = stop_rx.await;
-            });
+        let server = axum::serve(self.listener, self.router).with_graceful_shutdown(async move {
+            let _ = stop_rx.await;
+        });
         let mut server = tokio::spawn(async move { server.await });
         tokio::select! {
             res = &mut server => {
@@ -125,7 +127,10 @@ impl Application {
             }
             _ = shutdown => {}
         }
-        tracing::info!(grace_ms = self.grace.as_millis() as u64, "shutdown signal received; draining");
+        tracing::info!(
+            grace_ms = self.grace.as_millis() as u64,
+            "shutdown signal received; draining"
+        );
         let _ = stop_tx.send(());
         match tokio::time::timeout(self.grace, &mut server).await {
             Ok(res) => res??,

@@ -11,7 +11,9 @@ use tokio::sync::mpsc;
 
 use crate::config::Settings;
 use crate::fhir::format::xml_to_json;
-use crate::service::import::{classify_bundle, validate_for_import, BundleImport, ImportCounts, ValidResource, IMPORT_CHUNK};
+use crate::service::import::{
+    classify_bundle, validate_for_import, BundleImport, ImportCounts, ValidResource, IMPORT_CHUNK,
+};
 use crate::service::{Ctx, FhirService, Interaction, Preference};
 use crate::startup::open_service;
 
@@ -55,17 +57,26 @@ fn read_ndjson(path: PathBuf, tx: mpsc::Sender<Chunk>) -> anyhow::Result<u64> {
     let mut problems = 0u64;
     let mut line = String::new();
     let mut line_no = 0u64;
-    let mut chunk = Chunk { valid: Vec::with_capacity(IMPORT_CHUNK), invalid: 0, bytes: 0 };
+    let mut chunk = Chunk {
+        valid: Vec::with_capacity(IMPORT_CHUNK),
+        invalid: 0,
+        bytes: 0,
+    };
     loop {
         line.clear();
-        let n = (&mut reader).take(MAX_LINE_BYTES as u64 + 1).read_line(&mut line)?;
+        let n = (&mut reader)
+            .take(MAX_LINE_BYTES as u64 + 1)
+            .read_line(&mut line)?;
         if n == 0 {
             break;
         }
         line_no += 1;
         chunk.bytes += n as u64;
         if n > MAX_LINE_BYTES {
-            anyhow::bail!("{}:{line_no}: line longer than {MAX_LINE_BYTES} bytes", path.display());
+            anyhow::bail!(
+                "{}:{line_no}: line longer than {MAX_LINE_BYTES} bytes",
+                path.display()
+            );
         }
         if line.trim().is_empty() {
             continue;
@@ -76,7 +87,13 @@ fn read_ndjson(path: PathBuf, tx: mpsc::Sender<Chunk>) -> anyhow::Result<u64> {
                 validate_for_import(v).map_err(|e| {
                     e.issues
                         .first()
-                        .map(|i| format!("{} at {}", i.diagnostics, i.expression.clone().unwrap_or_default()))
+                        .map(|i| {
+                            format!(
+                                "{} at {}",
+                                i.diagnostics,
+                                i.expression.clone().unwrap_or_default()
+                            )
+                        })
                         .unwrap_or_default()
                 })
             });
@@ -88,7 +105,14 @@ fn read_ndjson(path: PathBuf, tx: mpsc::Sender<Chunk>) -> anyhow::Result<u64> {
             }
         }
         if chunk.valid.len() >= IMPORT_CHUNK {
-            let full = std::mem::replace(&mut chunk, Chunk { valid: Vec::with_capacity(IMPORT_CHUNK), invalid: 0, bytes: 0 });
+            let full = std::mem::replace(
+                &mut chunk,
+                Chunk {
+                    valid: Vec::with_capacity(IMPORT_CHUNK),
+                    invalid: 0,
+                    bytes: 0,
+                },
+            );
             if tx.blocking_send(full).is_err() {
                 return Ok(problems);
             }
@@ -98,16 +122,26 @@ fn read_ndjson(path: PathBuf, tx: mpsc::Sender<Chunk>) -> anyhow::Result<u64> {
     Ok(problems)
 }
 
-async fn import_ndjson(service: &FhirService, path: &Path, bar: &ProgressBar, counts: &mut ImportCounts) -> anyhow::Result<()> {
+async fn import_ndjson(
+    service: &FhirService,
+    path: &Path,
+    bar: &ProgressBar,
+    counts: &mut ImportCounts,
+) -> anyhow::Result<()> {
     let (tx, mut rx) = mpsc::channel::<Chunk>(2);
     let owned = path.to_path_buf();
     let reader = tokio::task::spawn_blocking(move || read_ndjson(owned, tx));
     while let Some(chunk) = rx.recv().await {
         counts.invalid += chunk.invalid;
-        let written = service
-            .import_chunk(chunk.valid)
-            .await
-            .map_err(|e| anyhow::anyhow!("write failed: {}", e.issues.first().map(|i| i.diagnostics.as_str()).unwrap_or("")))?;
+        let written = service.import_chunk(chunk.valid).await.map_err(|e| {
+            anyhow::anyhow!(
+                "write failed: {}",
+                e.issues
+                    .first()
+                    .map(|i| i.diagnostics.as_str())
+                    .unwrap_or("")
+            )
+        })?;
         counts.add(&written);
         bar.inc(chunk.bytes);
     }
@@ -115,23 +149,49 @@ async fn import_ndjson(service: &FhirService, path: &Path, bar: &ProgressBar, co
     Ok(())
 }
 
-async fn import_document(service: &FhirService, path: &Path, kind: FileKind, counts: &mut ImportCounts) -> anyhow::Result<()> {
+async fn import_document(
+    service: &FhirService,
+    path: &Path,
+    kind: FileKind,
+    counts: &mut ImportCounts,
+) -> anyhow::Result<()> {
     let bytes = std::fs::read(path)?;
     let value = match kind {
-        FileKind::Xml => xml_to_json(&bytes).map_err(|e| anyhow::anyhow!("{}: {} at {}", path.display(), e.message, e.path))?,
-        _ => serde_json::from_slice(&bytes).map_err(|e| anyhow::anyhow!("{}: not JSON: {e}", path.display()))?,
+        FileKind::Xml => xml_to_json(&bytes)
+            .map_err(|e| anyhow::anyhow!("{}: {} at {}", path.display(), e.message, e.path))?,
+        _ => serde_json::from_slice(&bytes)
+            .map_err(|e| anyhow::anyhow!("{}: not JSON: {e}", path.display()))?,
     };
     let resources = if value.get("resourceType").and_then(Value::as_str) == Some("Bundle") {
-        match classify_bundle(value).map_err(|e| anyhow::anyhow!("{}: {:?}", path.display(), e.issues))? {
+        match classify_bundle(value)
+            .map_err(|e| anyhow::anyhow!("{}: {:?}", path.display(), e.issues))?
+        {
             BundleImport::Interaction(bundle) => {
-                let ctx = Ctx { request_id: format!("import-{}", uuid::Uuid::new_v4()) };
+                let ctx = Ctx {
+                    request_id: format!("import-{}", uuid::Uuid::new_v4()),
+                };
                 let outcome = service
-                    .execute(&ctx, Interaction::Bundle { bundle, preference: Preference::Minimal })
+                    .execute(
+                        &ctx,
+                        Interaction::Bundle {
+                            bundle,
+                            preference: Preference::Minimal,
+                        },
+                    )
                     .await
                     .map_err(|e| anyhow::anyhow!("{}: {}", path.display(), e.outcome()))?;
                 if let crate::service::Body::Generated(resp) = outcome.body {
-                    for entry in resp.get("entry").and_then(Value::as_array).into_iter().flatten() {
-                        match entry.pointer("/response/status").and_then(Value::as_str).unwrap_or("") {
+                    for entry in resp
+                        .get("entry")
+                        .and_then(Value::as_array)
+                        .into_iter()
+                        .flatten()
+                    {
+                        match entry
+                            .pointer("/response/status")
+                            .and_then(Value::as_str)
+                            .unwrap_or("")
+                        {
                             "201" => counts.created += 1,
                             "200" | "204" => counts.updated += 1,
                             _ => counts.invalid += 1,
@@ -151,7 +211,11 @@ async fn import_document(service: &FhirService, path: &Path, kind: FileKind, cou
             Ok(v) => valid.push(v),
             Err(e) => {
                 counts.invalid += 1;
-                eprintln!("skipped {} entry {i}: {:?}", path.display(), e.issues.first().map(|i| &i.diagnostics));
+                eprintln!(
+                    "skipped {} entry {i}: {:?}",
+                    path.display(),
+                    e.issues.first().map(|i| &i.diagnostics)
+                );
             }
         }
     }
@@ -173,8 +237,16 @@ async fn import_document(service: &FhirService, path: &Path, kind: FileKind, cou
 /// Imports every file, printing a final count and rate.
 pub async fn run(settings: &Settings, files: &[PathBuf], quiet: bool) -> anyhow::Result<()> {
     let service = open_service(settings, "urn:vesta:import".into()).await?;
-    let total_bytes: u64 = files.iter().filter_map(|f| std::fs::metadata(f).ok()).map(|m| m.len()).sum();
-    let bar = if quiet { ProgressBar::hidden() } else { ProgressBar::new(total_bytes) };
+    let total_bytes: u64 = files
+        .iter()
+        .filter_map(|f| std::fs::metadata(f).ok())
+        .map(|m| m.len())
+        .sum();
+    let bar = if quiet {
+        ProgressBar::hidden()
+    } else {
+        ProgressBar::new(total_bytes)
+    };
     bar.set_style(
         ProgressStyle::with_template("{spinner} [{elapsed_precise}] {wide_bar} {bytes}/{total_bytes} ({bytes_per_sec}) {msg}")
             .unwrap_or_else(|_| ProgressStyle::default_bar()),
@@ -182,7 +254,12 @@ pub async fn run(settings: &Settings, files: &[PathBuf], quiet: bool) -> anyhow:
     let started = Instant::now();
     let mut counts = ImportCounts::default();
     for path in files {
-        bar.set_message(path.file_name().and_then(|n| n.to_str()).unwrap_or("").to_string());
+        bar.set_message(
+            path.file_name()
+                .and_then(|n| n.to_str())
+                .unwrap_or("")
+                .to_string(),
+        );
         match kind_of(path) {
             FileKind::Ndjson => import_ndjson(&service, path, &bar, &mut counts).await?,
             kind => {

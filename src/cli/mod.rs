@@ -66,7 +66,11 @@ pub struct ImportArgs {
 }
 
 /// Settings from defaults, the config file, then flags and environment.
-pub fn settings(store: &StoreArgs, addr: Option<&str>, base: Option<&str>) -> anyhow::Result<Settings> {
+pub fn settings(
+    store: &StoreArgs,
+    addr: Option<&str>,
+    base: Option<&str>,
+) -> anyhow::Result<Settings> {
     let mut s = Settings::default();
     if let Some(path) = &store.config {
         FileSettings::load(path)?.apply(&mut s)?;
@@ -78,12 +82,10 @@ pub fn settings(store: &StoreArgs, addr: Option<&str>, base: Option<&str>) -> an
         s.database_url = Some(url.clone());
     }
     if let Some(a) = addr {
-        s.addr = a
-            .parse()
-            .map_err(|_| crate::config::ConfigError {
-                key: "addr".into(),
-                message: "must be host:port, e.g. 127.0.0.1:8080".into(),
-            })?;
+        s.addr = a.parse().map_err(|_| crate::config::ConfigError {
+            key: "addr".into(),
+            message: "must be host:port, e.g. 127.0.0.1:8080".into(),
+        })?;
     }
     if let Some(b) = base {
         s.public_base_url = Some(b.to_string());
@@ -97,7 +99,11 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
     match cli.command {
         Command::Serve(args) => {
             crate::telemetry::init(args.log_json);
-            let s = settings(&args.store, args.addr.as_deref(), args.public_base_url.as_deref())?;
+            let s = settings(
+                &args.store,
+                args.addr.as_deref(),
+                args.public_base_url.as_deref(),
+            )?;
             let app = Application::build(&s).await?;
             tracing::info!(
                 addr = %app.addr(),

@@ -29,7 +29,11 @@ pub fn etag(version: i64) -> String {
 }
 
 /// `entry.response` for an interaction that produced `version`.
-pub fn entry_response(status: u16, location: Option<String>, version: Option<(i64, Millis)>) -> Value {
+pub fn entry_response(
+    status: u16,
+    location: Option<String>,
+    version: Option<(i64, Millis)>,
+) -> Value {
     let mut r = Map::new();
     r.insert("status".into(), json!(status.to_string()));
     if let Some(loc) = location {

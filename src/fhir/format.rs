@@ -22,28 +22,181 @@ fn strict() -> Option<DeserializationConfig> {
     })
 }
 
+/// Documents larger than this are not searched for the element at fault;
+/// their errors name the resource root.
+pub const MAX_LOCATE_BYTES: usize = 1024 * 1024;
+/// Most re-validations spent finding the element at fault.
+pub const MAX_LOCATE_STEPS: usize = 400;
+
 /// Checks that `value` (a JSON object with a known `resourceType`) is a
 /// structurally valid R4 resource: known elements only, right JSON types,
-/// required elements present.
+/// required elements present, and nothing fhirbolt had to coerce (a decimal
+/// sent as a string, say).
 pub fn validate_resource(value: &Value) -> Result<(), StructuralError> {
-    // The pretty form puts every element on its own line, so the line of a
-    // parse error tells which element is at fault.
-    let pretty = serde_json::to_string_pretty(value).map_err(|e| StructuralError {
-        path: "$".into(),
-        message: e.to_string(),
-    })?;
-    match fhirbolt::json::from_str::<Resource>(&pretty, strict()) {
-        Ok(_) => Ok(()),
-        Err(e) => Err(locate(value, &e)),
+    match check(value) {
+        Ok(()) => Ok(()),
+        Err(message) => Err(StructuralError {
+            path: locate(value, &message),
+            message,
+        }),
+    }
+}
+
+/// Parses through fhirbolt and compares its canonical JSON with the input.
+fn check(value: &Value) -> Result<(), String> {
+    let text = serde_json::to_string(value).map_err(|e| e.to_string())?;
+    let resource: Resource =
+        fhirbolt::json::from_str(&text, strict()).map_err(|e| strip_position(&e.to_string()))?;
+    let canonical = fhirbolt::json::to_json_value(resource, None).map_err(|e| e.to_string())?;
+    if &canonical == value {
+        Ok(())
+    } else {
+        Err("element is not in R4 JSON form (wrong JSON type for its FHIR type)".into())
+    }
+}
+
+/// Finds the element at fault by pruning: the error lies inside a child if
+/// removing that child makes the error go away (or turns it into "missing
+/// field" for that very child). Children are tried last to first, so that of
+/// two conflicting siblings (two `value[x]`), the later one is named.
+fn locate(value: &Value, message: &str) -> String {
+    let root = value
+        .get("resourceType")
+        .and_then(Value::as_str)
+        .unwrap_or("$")
+        .to_string();
+    let size = serde_json::to_string(value)
+        .map(|t| t.len())
+        .unwrap_or(usize::MAX);
+    if size > MAX_LOCATE_BYTES {
+        return root;
+    }
+    let doc = value.clone();
+    let missing_field = message.contains("missing field `");
+    let mut pointer: Vec<PathStep> = Vec::new();
+    let mut steps = 0;
+    'descend: loop {
+        let children = match node(&doc, &pointer) {
+            Some(Value::Object(map)) => map.keys().cloned().map(PathStep::Key).collect::<Vec<_>>(),
+            Some(Value::Array(items)) => (0..items.len()).map(PathStep::Index).collect(),
+            _ => vec![],
+        };
+        for child in children.into_iter().rev() {
+            steps += 1;
+            if steps > MAX_LOCATE_STEPS {
+                break 'descend;
+            }
+            let mut trial = doc.clone();
+            remove(&mut trial, &pointer, &child);
+            // A removal that empties its parent proves less: it may only be
+            // removing the parent. For a missing field the parent object is the
+            // culprit; a lone scalar in an array says the array is wrong.
+            let collapsed = match node(&trial, &pointer) {
+                Some(Value::Object(m)) if m.is_empty() => missing_field,
+                Some(Value::Array(a)) if a.is_empty() => {
+                    let removed = node(&doc, &pointer).and_then(|p| match &child {
+                        PathStep::Index(i) => p.get(*i),
+                        PathStep::Key(k) => p.get(k),
+                    });
+                    !matches!(removed, Some(Value::Object(_) | Value::Array(_)))
+                }
+                _ => false,
+            };
+            if collapsed {
+                continue;
+            }
+            prune_empty(&mut trial);
+            let fixed = match check(&trial) {
+                Ok(()) => true,
+                Err(m) if m == message => false,
+                Err(m) => {
+                    matches!(&child, PathStep::Key(k) if m.contains(&format!("missing field `{k}`")))
+                }
+            };
+            if fixed {
+                pointer.push(child);
+                continue 'descend;
+            }
+        }
+        break;
+    }
+    let mut path = root;
+    for step in &pointer {
+        match step {
+            PathStep::Key(k) => {
+                path.push('.');
+                path.push_str(k);
+            }
+            PathStep::Index(i) => path.push_str(&format!("[{i}]")),
+        }
+    }
+    if let Some(field) = backticked_after(message, "missing field `") {
+        path = format!("{path}.{field}");
+    }
+    path
+}
+
+/// Drops arrays and objects left empty by a removal (R4 JSON has none).
+fn prune_empty(v: &mut Value) {
+    match v {
+        Value::Object(map) => {
+            map.values_mut().for_each(prune_empty);
+            map.retain(|_, c| {
+                !matches!(c, Value::Array(a) if a.is_empty())
+                    && !matches!(c, Value::Object(o) if o.is_empty())
+            });
+        }
+        Value::Array(items) => {
+            items.iter_mut().for_each(prune_empty);
+            items.retain(|c| !matches!(c, Value::Object(o) if o.is_empty()));
+        }
+        _ => {}
+    }
+}
+
+#[derive(Debug, Clone)]
+enum PathStep {
+    Key(String),
+    Index(usize),
+}
+
+fn node<'a>(doc: &'a Value, pointer: &[PathStep]) -> Option<&'a Value> {
+    pointer.iter().try_fold(doc, |v, step| match step {
+        PathStep::Key(k) => v.get(k),
+        PathStep::Index(i) => v.get(i),
+    })
+}
+
+fn remove(doc: &mut Value, pointer: &[PathStep], child: &PathStep) {
+    let mut target = doc;
+    for step in pointer {
+        let next = match step {
+            PathStep::Key(k) => target.get_mut(k),
+            PathStep::Index(i) => target.get_mut(*i),
+        };
+        match next {
+            Some(n) => target = n,
+            None => return,
+        }
+    }
+    match (target, child) {
+        (Value::Object(map), PathStep::Key(k)) => {
+            map.shift_remove(k);
+        }
+        (Value::Array(items), PathStep::Index(i)) if *i < items.len() => {
+            items.remove(*i);
+        }
+        _ => {}
     }
 }
 
 /// Renders a stored JSON resource as FHIR XML.
 pub fn json_to_xml(json: &str) -> Result<String, StructuralError> {
-    let resource: Resource = fhirbolt::json::from_str(json, strict()).map_err(|e| StructuralError {
-        path: "$".into(),
-        message: strip_position(&e.to_string()),
-    })?;
+    let resource: Resource =
+        fhirbolt::json::from_str(json, strict()).map_err(|e| StructuralError {
+            path: "$".into(),
+            message: strip_position(&e.to_string()),
+        })?;
     fhirbolt::xml::to_string(&resource, None).map_err(|e| StructuralError {
         path: "$".into(),
         message: e.to_string(),
@@ -56,10 +209,11 @@ pub fn xml_to_json(xml: &[u8]) -> Result<Value, StructuralError> {
         path: "$".into(),
         message: "XML body is not valid UTF-8".into(),
     })?;
-    let resource: Resource = fhirbolt::xml::from_str(text, strict()).map_err(|e| StructuralError {
-        path: "$".into(),
-        message: e.to_string(),
-    })?;
+    let resource: Resource =
+        fhirbolt::xml::from_str(text, strict()).map_err(|e| StructuralError {
+            path: "$".into(),
+            message: e.to_string(),
+        })?;
     fhirbolt::json::to_json_value(resource, None).map_err(|e| StructuralError {
         path: "$".into(),
         message: e.to_string(),
@@ -75,54 +229,10 @@ fn strip_position(message: &str) -> String {
     }
 }
 
-fn locate(value: &Value, error: &fhirbolt::json::Error) -> StructuralError {
-    let root = value
-        .get("resourceType")
-        .and_then(Value::as_str)
-        .unwrap_or("$")
-        .to_string();
-    let mut lines = vec![root.clone()];
-    line_paths(value, &root, &mut lines);
-    let line = error.line().max(1);
-    let mut path = lines
-        .get(line - 1)
-        .cloned()
-        .unwrap_or_else(|| root.clone());
-    let message = strip_position(&error.to_string());
-    if let Some(field) = backticked_after(&message, "missing field `") {
-        path = format!("{path}.{field}");
-    }
-    StructuralError { path, message }
-}
-
 fn backticked_after<'a>(message: &'a str, prefix: &str) -> Option<&'a str> {
     let start = message.find(prefix)? + prefix.len();
     let len = message[start..].find('`')?;
     Some(&message[start..start + len])
-}
-
-/// Pushes, for every line of `serde_json::to_string_pretty(value)` after the
-/// one that opens `value`, the path of the element that line belongs to.
-fn line_paths(value: &Value, path: &str, out: &mut Vec<String>) {
-    match value {
-        Value::Object(map) if !map.is_empty() => {
-            for (key, child) in map {
-                let child_path = format!("{path}.{key}");
-                out.push(child_path.clone());
-                line_paths(child, &child_path, out);
-            }
-            out.push(path.to_string());
-        }
-        Value::Array(items) if !items.is_empty() => {
-            for (i, child) in items.iter().enumerate() {
-                let child_path = format!("{path}[{i}]");
-                out.push(child_path.clone());
-                line_paths(child, &child_path, out);
-            }
-            out.push(path.to_string());
-        }
-        _ => {}
-    }
 }
 
 #[cfg(test)]

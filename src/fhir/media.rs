@@ -22,14 +22,21 @@ impl Format {
 
     /// The format a `_format` value or a MIME type names, if any.
     pub fn from_mime(value: &str) -> Option<Format> {
-        let mime = value.split(';').next().unwrap_or("").trim().to_ascii_lowercase();
+        let mime = value
+            .split(';')
+            .next()
+            .unwrap_or("")
+            .trim()
+            .to_ascii_lowercase();
         match mime.as_str() {
             "json" | "application/json" | "application/fhir+json" | "application/json+fhir" => {
                 Some(Format::Json)
             }
-            "xml" | "application/xml" | "text/xml" | "application/fhir+xml" | "application/xml+fhir" => {
-                Some(Format::Xml)
-            }
+            "xml"
+            | "application/xml"
+            | "text/xml"
+            | "application/fhir+xml"
+            | "application/xml+fhir" => Some(Format::Xml),
             _ => None,
         }
     }
@@ -54,8 +61,14 @@ mod tests {
 
     #[test]
     fn negotiation() {
-        assert_eq!(Format::negotiate(Some("xml"), Some("application/fhir+json")), Format::Xml);
-        assert_eq!(Format::negotiate(None, Some("text/html, application/fhir+xml;q=0.9")), Format::Xml);
+        assert_eq!(
+            Format::negotiate(Some("xml"), Some("application/fhir+json")),
+            Format::Xml
+        );
+        assert_eq!(
+            Format::negotiate(None, Some("text/html, application/fhir+xml;q=0.9")),
+            Format::Xml
+        );
         assert_eq!(Format::negotiate(None, Some("*/*")), Format::Json);
         assert_eq!(Format::negotiate(None, None), Format::Json);
     }

@@ -76,5 +76,7 @@ pub fn operation_outcome(issues: &[Issue]) -> Value {
 
 /// An OperationOutcome with a single informational issue.
 pub fn information(diagnostics: impl Into<String>) -> Value {
-    operation_outcome(&[Issue::error("informational", diagnostics).with_severity(Severity::Information)])
+    operation_outcome(&[
+        Issue::error("informational", diagnostics).with_severity(Severity::Information)
+    ])
 }

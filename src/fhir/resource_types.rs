@@ -203,7 +203,10 @@ mod tests {
 
     #[test]
     fn parse_is_exact() {
-        assert_eq!(ResourceType::parse("Patient").map(|t| t.as_str()), Some("Patient"));
+        assert_eq!(
+            ResourceType::parse("Patient").map(|t| t.as_str()),
+            Some("Patient")
+        );
         assert!(ResourceType::parse("patient").is_none());
         assert!(ResourceType::parse("Pateint").is_none());
     }

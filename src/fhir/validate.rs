@@ -49,7 +49,10 @@ pub fn check_resource(
     match obj.get("id") {
         None => {
             if let IdRule::MustEqual(_) = id_rule {
-                return Err(err(format!("{rtype}.id"), "an update must carry the resource id"));
+                return Err(err(
+                    format!("{rtype}.id"),
+                    "an update must carry the resource id",
+                ));
             }
         }
         Some(Value::String(id)) => {
@@ -123,12 +126,21 @@ mod tests {
 
     #[test]
     fn json_rule_paths() {
-        assert_eq!(path(json!({"resourceType": "Patient", "gender": ""})), "Patient.gender");
-        assert_eq!(path(json!({"resourceType": "Patient", "name": []})), "Patient.name");
+        assert_eq!(
+            path(json!({"resourceType": "Patient", "gender": ""})),
+            "Patient.gender"
+        );
+        assert_eq!(
+            path(json!({"resourceType": "Patient", "name": []})),
+            "Patient.name"
+        );
         assert_eq!(path(json!({"resourceType": "Pateint"})), "Pateint");
         assert_eq!(path(json!({"active": true})), "resourceType");
         assert_eq!(path(json!([1])), "$");
-        assert_eq!(path(json!({"resourceType": "Patient", "id": "bad id!"})), "Patient.id");
+        assert_eq!(
+            path(json!({"resourceType": "Patient", "id": "bad id!"})),
+            "Patient.id"
+        );
     }
 
     #[test]
@@ -136,7 +148,9 @@ mod tests {
         let v = json!({"resourceType": "Patient", "id": "a"});
         assert!(check_resource(&v, None, IdRule::MustEqual("a")).is_ok());
         assert_eq!(
-            check_resource(&v, None, IdRule::MustEqual("b")).unwrap_err().path,
+            check_resource(&v, None, IdRule::MustEqual("b"))
+                .unwrap_err()
+                .path,
             "Patient.id"
         );
     }

@@ -25,7 +25,13 @@ pub fn decode(
         return Ok(None);
     }
     let mime = content_type
-        .map(|c| c.split(';').next().unwrap_or("").trim().to_ascii_lowercase())
+        .map(|c| {
+            c.split(';')
+                .next()
+                .unwrap_or("")
+                .trim()
+                .to_ascii_lowercase()
+        })
         .unwrap_or_default();
     if mime == "application/x-www-form-urlencoded" && is_search {
         let form = std::str::from_utf8(bytes)
@@ -44,11 +50,18 @@ pub fn decode(
         }
         return parse_json(bytes).map(Some);
     }
-    match if mime.is_empty() { Some(Format::Json) } else { Format::from_mime(&mime) } {
+    match if mime.is_empty() {
+        Some(Format::Json)
+    } else {
+        Format::from_mime(&mime)
+    } {
         Some(Format::Json) => parse_json(bytes).map(Some),
-        Some(Format::Xml) => xml_to_json(bytes)
-            .map(Some)
-            .map_err(|e| ServiceError::invalid(format!("XML body could not be parsed: {}", e.message), Some(&e.path))),
+        Some(Format::Xml) => xml_to_json(bytes).map(Some).map_err(|e| {
+            ServiceError::invalid(
+                format!("XML body could not be parsed: {}", e.message),
+                Some(&e.path),
+            )
+        }),
         None => Err(ServiceError::new(
             415,
             crate::fhir::outcome::Issue::error(
@@ -62,7 +75,11 @@ pub fn decode(
 fn parse_json(bytes: &[u8]) -> Result<Value, ServiceError> {
     serde_json::from_slice(bytes).map_err(|e| {
         ServiceError::invalid(
-            format!("body is not valid JSON (line {}, column {})", e.line(), e.column()),
+            format!(
+                "body is not valid JSON (line {}, column {})",
+                e.line(),
+                e.column()
+            ),
             Some("$"),
         )
     })

@@ -16,13 +16,18 @@ use crate::fhir::media::Format;
 use crate::service::interaction::{parse, query_pairs, RawRequest};
 use crate::service::{Ctx, Interaction, Preference, ServiceError};
 
-fn header_str<'a>(headers: &'a HeaderMap, name: header::HeaderName) -> Option<&'a str> {
+fn header_str(headers: &HeaderMap, name: header::HeaderName) -> Option<&str> {
     headers.get(name).and_then(|v| v.to_str().ok())
 }
 
 fn presentation(uri: &Uri, headers: &HeaderMap) -> Presentation {
     let params = query_pairs(uri.query().unwrap_or(""));
-    let get = |name: &str| params.iter().find(|(k, _)| k == name).map(|(_, v)| v.as_str());
+    let get = |name: &str| {
+        params
+            .iter()
+            .find(|(k, _)| k == name)
+            .map(|(_, v)| v.as_str())
+    };
     Presentation {
         format: Format::negotiate(get("_format"), header_str(headers, header::ACCEPT)),
         pretty: get("_pretty") == Some("true"),
@@ -48,7 +53,12 @@ pub async fn handle(
         let bytes = read_limited(body, service.limits().max_body_bytes).await?;
         let path = uri.path().trim_start_matches("/fhir").trim_matches('/');
         let is_search = path.ends_with("_search");
-        let decoded = decode(&bytes, header_str(&headers, header::CONTENT_TYPE), method.as_str(), is_search)?;
+        let decoded = decode(
+            &bytes,
+            header_str(&headers, header::CONTENT_TYPE),
+            method.as_str(),
+            is_search,
+        )?;
         let interaction = parse(RawRequest {
             method: method.as_str(),
             path,

@@ -39,7 +39,10 @@ fn body_text(json: String, p: Presentation) -> Result<String, ServiceError> {
         }
         Format::Json => Ok(json),
         Format::Xml => json_to_xml(&json).map_err(|e| {
-            tracing::error!(kind = "xml_render_failed", "stored resource could not be rendered as XML");
+            tracing::error!(
+                kind = "xml_render_failed",
+                "stored resource could not be rendered as XML"
+            );
             let _ = e;
             ServiceError::internal()
         }),
@@ -117,5 +120,8 @@ pub fn outcome(o: Outcome, base_url: &str, p: Presentation, is_write: bool) -> R
 
 /// Anything outside the known routes.
 pub async fn unknown_route() -> Response {
-    error(&ServiceError::not_found("no such endpoint"), Presentation::default())
+    error(
+        &ServiceError::not_found("no such endpoint"),
+        Presentation::default(),
+    )
 }

@@ -15,6 +15,9 @@ use crate::fhir::outcome::Issue;
 use crate::fhir::resource::rewrite_references;
 use crate::fhir::validate::{check_resource, IdRule};
 
+/// Whether a Bundle is a transaction, and its entries with their `fullUrl`s.
+type ParsedBundle = (bool, Vec<(Option<String>, Entry)>);
+
 /// A Bundle entry turned into an interaction, with its position in the request.
 struct Entry {
     index: usize,
@@ -54,14 +57,21 @@ fn patch_from_binary(body: Value) -> ServiceResult<Value> {
     let bytes = base64::engine::general_purpose::STANDARD
         .decode(data)
         .map_err(|_| ServiceError::invalid("Binary.data is not base64", Some("Binary.data")))?;
-    serde_json::from_slice(&bytes)
-        .map_err(|_| ServiceError::invalid("Binary.data is not a JSON Patch document", Some("Binary.data")))
+    serde_json::from_slice(&bytes).map_err(|_| {
+        ServiceError::invalid(
+            "Binary.data is not a JSON Patch document",
+            Some("Binary.data"),
+        )
+    })
 }
 
 impl FhirService {
-    fn parse_entries(&self, bundle: &Value) -> ServiceResult<(bool, Vec<(Option<String>, Entry)>)> {
+    fn parse_entries(&self, bundle: &Value) -> ServiceResult<ParsedBundle> {
         if bundle.get("resourceType").and_then(Value::as_str) != Some("Bundle") {
-            return Err(ServiceError::invalid("POST to the base needs a Bundle", Some("resourceType")));
+            return Err(ServiceError::invalid(
+                "POST to the base needs a Bundle",
+                Some("resourceType"),
+            ));
         }
         let transaction = match bundle.get("type").and_then(Value::as_str) {
             Some("transaction") => true,
@@ -74,7 +84,10 @@ impl FhirService {
             }
         };
         let empty = vec![];
-        let raw_entries = bundle.get("entry").and_then(Value::as_array).unwrap_or(&empty);
+        let raw_entries = bundle
+            .get("entry")
+            .and_then(Value::as_array)
+            .unwrap_or(&empty);
         if raw_entries.len() > self.limits.max_bundle_entries {
             return Err(ServiceError::too_large(format!(
                 "a Bundle may hold at most {} entries",
@@ -84,24 +97,41 @@ impl FhirService {
         let base_prefix = format!("{}/", self.base_url);
         let mut out = Vec::with_capacity(raw_entries.len());
         for (index, raw) in raw_entries.iter().enumerate() {
-            let request = raw
-                .get("request")
-                .ok_or_else(|| entry_error(index, ServiceError::invalid("entry.request is missing", None)))?;
-            let method = request.get("method").and_then(Value::as_str).unwrap_or_default();
-            let url = request.get("url").and_then(Value::as_str).unwrap_or_default();
+            let request = raw.get("request").ok_or_else(|| {
+                entry_error(
+                    index,
+                    ServiceError::invalid("entry.request is missing", None),
+                )
+            })?;
+            let method = request
+                .get("method")
+                .and_then(Value::as_str)
+                .unwrap_or_default();
+            let url = request
+                .get("url")
+                .and_then(Value::as_str)
+                .unwrap_or_default();
             for unsupported in ["ifNoneExist", "ifNoneMatch", "ifModifiedSince"] {
                 if request.get(unsupported).is_some() {
                     return Err(entry_error(
                         index,
-                        ServiceError::not_supported(format!("request.{unsupported} is not supported yet")),
+                        ServiceError::not_supported(format!(
+                            "request.{unsupported} is not supported yet"
+                        )),
                     ));
                 }
             }
-            let url = url.strip_prefix(&base_prefix).unwrap_or(url).trim_matches('/');
+            let url = url
+                .strip_prefix(&base_prefix)
+                .unwrap_or(url)
+                .trim_matches('/');
             let (path, query) = url.split_once('?').unwrap_or((url, ""));
             let mut body = raw.get("resource").cloned();
             if method == "PATCH" {
-                body = body.map(patch_from_binary).transpose().map_err(|e| entry_error(index, e))?;
+                body = body
+                    .map(patch_from_binary)
+                    .transpose()
+                    .map_err(|e| entry_error(index, e))?;
             }
             let interaction = parse(RawRequest {
                 method,
@@ -113,15 +143,26 @@ impl FhirService {
             })
             .map_err(|e| entry_error(index, e))?;
             if matches!(interaction, Interaction::Bundle { .. }) {
-                return Err(entry_error(index, ServiceError::invalid("Bundles cannot be nested", None)));
+                return Err(entry_error(
+                    index,
+                    ServiceError::invalid("Bundles cannot be nested", None),
+                ));
             }
-            let full_url = raw.get("fullUrl").and_then(Value::as_str).map(str::to_string);
+            let full_url = raw
+                .get("fullUrl")
+                .and_then(Value::as_str)
+                .map(str::to_string);
             out.push((full_url, Entry { index, interaction }));
         }
         Ok((transaction, out))
     }
 
-    pub(super) async fn process_bundle(&self, ctx: &Ctx, bundle: Value, pref: Preference) -> ServiceResult<Outcome> {
+    pub(super) async fn process_bundle(
+        &self,
+        ctx: &Ctx,
+        bundle: Value,
+        pref: Preference,
+    ) -> ServiceResult<Outcome> {
         let (transaction, entries) = self.parse_entries(&bundle)?;
         if transaction {
             self.transaction(ctx, entries, pref).await
@@ -130,13 +171,27 @@ impl FhirService {
         }
     }
 
-    async fn batch(&self, ctx: &Ctx, entries: Vec<(Option<String>, Entry)>, pref: Preference) -> ServiceResult<Outcome> {
+    async fn batch(
+        &self,
+        ctx: &Ctx,
+        entries: Vec<(Option<String>, Entry)>,
+        pref: Preference,
+    ) -> ServiceResult<Outcome> {
         let mut out = Vec::with_capacity(entries.len());
         for (_, entry) in entries {
             let is_write = phase(&entry.interaction) < 3;
             out.push(match Box::pin(self.execute(ctx, entry.interaction)).await {
-                Ok(outcome) => self.response_entry(outcome, if is_write { pref } else { Preference::Representation }),
-                Err(e) => json!({"response": {"status": e.status.to_string(), "outcome": e.outcome()}}),
+                Ok(outcome) => self.response_entry(
+                    outcome,
+                    if is_write {
+                        pref
+                    } else {
+                        Preference::Representation
+                    },
+                ),
+                Err(e) => {
+                    json!({"response": {"status": e.status.to_string(), "outcome": e.outcome()}})
+                }
             });
         }
         let b = new_bundle("batch-response", &[]);
@@ -164,7 +219,10 @@ impl FhirService {
             };
             if let (Some(url), Some(target)) = (full_url, target) {
                 if refs.insert(url.clone(), target).is_some() {
-                    return Err(entry_error(entry.index, ServiceError::invalid("duplicate fullUrl", None)));
+                    return Err(entry_error(
+                        entry.index,
+                        ServiceError::invalid("duplicate fullUrl", None),
+                    ));
                 }
             }
         }
@@ -179,7 +237,12 @@ impl FhirService {
                         .map_err(|e| entry_error(index, invalid(e)))?;
                     None
                 }
-                Interaction::Update { res_type, id, resource, .. } => {
+                Interaction::Update {
+                    res_type,
+                    id,
+                    resource,
+                    ..
+                } => {
                     rewrite_references(resource, &refs);
                     check_resource(resource, Some(*res_type), IdRule::MustEqual(id))
                         .map_err(|e| entry_error(index, invalid(e)))?;
@@ -194,7 +257,10 @@ impl FhirService {
                 if !touched.insert(key) {
                     return Err(entry_error(
                         index,
-                        ServiceError::invalid("a transaction may change each resource only once", None),
+                        ServiceError::invalid(
+                            "a transaction may change each resource only once",
+                            None,
+                        ),
                     ));
                 }
             }
@@ -208,20 +274,39 @@ impl FhirService {
             let index = entry.index;
             let outcome = match entry.interaction {
                 Interaction::Create { res_type, resource } => {
-                    let id = ids.get(&index).cloned().ok_or_else(ServiceError::internal)?;
-                    let (stored, _) = write_in_tx(&mut tx, res_type, &id, resource, WriteKind::Create)
-                        .await
-                        .map_err(|e| entry_error(index, e))?;
-                    Outcome::stored(201, stored)
-                }
-                Interaction::Update { res_type, id, resource, if_match } => {
-                    let (stored, effect) =
-                        write_in_tx(&mut tx, res_type, &id, resource, WriteKind::Update { if_match })
+                    let id = ids
+                        .get(&index)
+                        .cloned()
+                        .ok_or_else(ServiceError::internal)?;
+                    let (stored, _) =
+                        write_in_tx(&mut tx, res_type, &id, resource, WriteKind::Create)
                             .await
                             .map_err(|e| entry_error(index, e))?;
+                    Outcome::stored(201, stored)
+                }
+                Interaction::Update {
+                    res_type,
+                    id,
+                    resource,
+                    if_match,
+                } => {
+                    let (stored, effect) = write_in_tx(
+                        &mut tx,
+                        res_type,
+                        &id,
+                        resource,
+                        WriteKind::Update { if_match },
+                    )
+                    .await
+                    .map_err(|e| entry_error(index, e))?;
                     Outcome::stored(if effect == Effect::Created { 201 } else { 200 }, stored)
                 }
-                Interaction::Patch { res_type, id, patch, if_match } => {
+                Interaction::Patch {
+                    res_type,
+                    id,
+                    patch,
+                    if_match,
+                } => {
                     let stored = patch_in_tx(&mut tx, res_type, &id, &patch, if_match)
                         .await
                         .map_err(|e| entry_error(index, e))?;
@@ -250,21 +335,31 @@ impl FhirService {
         for (index, interaction) in reads {
             let entry = match Box::pin(self.execute(ctx, interaction)).await {
                 Ok(o) => self.response_entry(o, Preference::Representation),
-                Err(e) => json!({"response": {"status": e.status.to_string(), "outcome": e.outcome()}}),
+                Err(e) => {
+                    json!({"response": {"status": e.status.to_string(), "outcome": e.outcome()}})
+                }
             };
             results.push((index, entry));
         }
         results.sort_by_key(|(i, _)| *i);
         let b = new_bundle("transaction-response", &[]);
-        Ok(Outcome::generated(200, finish(b, results.into_iter().map(|(_, e)| e).collect(), None)))
+        Ok(Outcome::generated(
+            200,
+            finish(b, results.into_iter().map(|(_, e)| e).collect(), None),
+        ))
     }
 
     /// Renders an interaction's outcome as a response Bundle entry.
     fn response_entry(&self, outcome: Outcome, pref: Preference) -> Value {
-        let location = outcome.version.as_ref().filter(|_| outcome.status == 201).map(|v| {
-            format!("{}/{}/_history/{}", v.res_type, v.id, v.version)
-        });
-        let version = outcome.version.as_ref().map(|v| (v.version, v.last_updated));
+        let location = outcome
+            .version
+            .as_ref()
+            .filter(|_| outcome.status == 201)
+            .map(|v| format!("{}/{}/_history/{}", v.res_type, v.id, v.version));
+        let version = outcome
+            .version
+            .as_ref()
+            .map(|v| (v.version, v.last_updated));
         let mut entry = json!({"response": entry_response(outcome.status, location, version)});
         if let Some(v) = &outcome.version {
             entry["fullUrl"] = json!(format!("{}/{}/{}", self.base_url, v.res_type, v.id));
@@ -277,11 +372,9 @@ impl FhirService {
             }
             (Body::Generated(v), _) => entry["resource"] = v,
             (Body::Stored(_), Preference::OperationOutcome) => {
-                entry["response"]["outcome"] = crate::fhir::outcome::operation_outcome(&[Issue::error(
-                    "informational",
-                    "ok",
-                )
-                .with_severity(crate::fhir::outcome::Severity::Information)]);
+                entry["response"]["outcome"] =
+                    crate::fhir::outcome::operation_outcome(&[Issue::error("informational", "ok")
+                        .with_severity(crate::fhir::outcome::Severity::Information)]);
             }
             _ => {}
         }

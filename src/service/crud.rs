@@ -48,7 +48,10 @@ pub(super) fn new_id() -> String {
     uuid::Uuid::new_v4().to_string()
 }
 
-fn check_if_match(if_match: Option<i64>, current: Option<&crate::store::Current>) -> ServiceResult<()> {
+fn check_if_match(
+    if_match: Option<i64>,
+    current: Option<&crate::store::Current>,
+) -> ServiceResult<()> {
     if let Some(expected) = if_match {
         match current {
             Some(c) if !c.deleted && c.version == expected => Ok(()),
@@ -77,7 +80,9 @@ pub(super) async fn write_in_tx(
     let current = tx.current(res_type.as_str(), id).await?;
     match kind {
         WriteKind::Create if current.is_some() => {
-            return Err(ServiceError::conflict("a resource with this id already exists"))
+            return Err(ServiceError::conflict(
+                "a resource with this id already exists",
+            ))
         }
         WriteKind::Update { if_match } | WriteKind::Patch { if_match } => {
             check_if_match(if_match, current.as_ref())?
@@ -87,7 +92,8 @@ pub(super) async fn write_in_tx(
     // An update that changes nothing keeps the current version (makes re-imports idempotent).
     if let Some(c) = current.as_ref().filter(|c| !c.deleted) {
         if let Some(text) = &c.content {
-            let existing: Value = serde_json::from_str(text).map_err(|_| ServiceError::internal())?;
+            let existing: Value =
+                serde_json::from_str(text).map_err(|_| ServiceError::internal())?;
             if same_content(&existing, &resource) {
                 return Ok((
                     StoredResource {
@@ -105,7 +111,9 @@ pub(super) async fn write_in_tx(
     let version = current.as_ref().map_or(1, |c| c.version + 1);
     // Keep lastUpdated strictly increasing per resource even if the clock steps back.
     let last_updated = now_ms().max(current.as_ref().map_or(0, |c| c.last_updated + 1));
-    let obj = resource.as_object_mut().ok_or_else(ServiceError::internal)?;
+    let obj = resource
+        .as_object_mut()
+        .ok_or_else(ServiceError::internal)?;
     stamp(obj, id, version, last_updated);
     let index = extract(&resource);
     let json = serde_json::to_string(&resource).map_err(|_| ServiceError::internal())?;
@@ -181,12 +189,21 @@ pub(super) fn apply_patch(current: &Value, patch: &Value, id: &str) -> ServiceRe
         ServiceError::invalid(format!("the body is not a JSON Patch document: {e}"), None)
     })?;
     let mut doc = current.clone();
-    json_patch::patch(&mut doc, &ops)
-        .map_err(|e| ServiceError::new(422, crate::fhir::outcome::Issue::error("processing", format!("patch failed: {e}"))))?;
-    if doc.get("resourceType") != current.get("resourceType") || doc.get("id").and_then(Value::as_str) != Some(id) {
+    json_patch::patch(&mut doc, &ops).map_err(|e| {
+        ServiceError::new(
+            422,
+            crate::fhir::outcome::Issue::error("processing", format!("patch failed: {e}")),
+        )
+    })?;
+    if doc.get("resourceType") != current.get("resourceType")
+        || doc.get("id").and_then(Value::as_str) != Some(id)
+    {
         return Err(ServiceError::new(
             422,
-            crate::fhir::outcome::Issue::error("processing", "a patch may not change resourceType or id"),
+            crate::fhir::outcome::Issue::error(
+                "processing",
+                "a patch may not change resourceType or id",
+            ),
         ));
     }
     Ok(doc)
@@ -210,12 +227,20 @@ impl FhirService {
                     json,
                 },
             )),
-            _ => Err(ServiceError::gone(format!("{res_type}/{id} has been deleted"))),
+            _ => Err(ServiceError::gone(format!(
+                "{res_type}/{id} has been deleted"
+            ))),
         }
     }
 
-    pub(super) async fn vread(&self, res_type: &ResourceType, id: &str, version: &str) -> ServiceResult<Outcome> {
-        let not_found = || ServiceError::not_found(format!("{res_type}/{id} has no version {version}"));
+    pub(super) async fn vread(
+        &self,
+        res_type: &ResourceType,
+        id: &str,
+        version: &str,
+    ) -> ServiceResult<Outcome> {
+        let not_found =
+            || ServiceError::not_found(format!("{res_type}/{id} has no version {version}"));
         let n: i64 = version.parse().map_err(|_| not_found())?;
         let v = self
             .store
@@ -239,10 +264,16 @@ impl FhirService {
         }
     }
 
-    pub(super) async fn create(&self, _ctx: &Ctx, res_type: ResourceType, resource: Value) -> ServiceResult<Outcome> {
+    pub(super) async fn create(
+        &self,
+        _ctx: &Ctx,
+        res_type: ResourceType,
+        resource: Value,
+    ) -> ServiceResult<Outcome> {
         check_resource(&resource, Some(res_type), IdRule::Ignore).map_err(invalid)?;
         let mut tx = self.store.begin().await?;
-        let (stored, _) = write_in_tx(&mut tx, res_type, &new_id(), resource, WriteKind::Create).await?;
+        let (stored, _) =
+            write_in_tx(&mut tx, res_type, &new_id(), resource, WriteKind::Create).await?;
         tx.commit().await?;
         Ok(Outcome::stored(201, stored))
     }
@@ -256,11 +287,30 @@ impl FhirService {
         if_match: Option<i64>,
     ) -> ServiceResult<Outcome> {
         check_resource(&resource, Some(res_type), IdRule::MustEqual(id)).map_err(invalid)?;
-        let mut tx = self.store.begin().await?;
-        let (stored, effect) =
-            write_in_tx(&mut tx, res_type, id, resource, WriteKind::Update { if_match }).await?;
-        tx.commit().await?;
-        Ok(Outcome::stored(if effect == Effect::Created { 201 } else { 200 }, stored))
+        // Two concurrent creates of one new id race on the unique key; the
+        // loser retries once and then sees the winner's version.
+        let mut attempts = 0;
+        loop {
+            attempts += 1;
+            let mut tx = self.store.begin().await?;
+            let result = write_in_tx(
+                &mut tx,
+                res_type,
+                id,
+                resource.clone(),
+                WriteKind::Update { if_match },
+            )
+            .await;
+            let (stored, effect) = match result {
+                Err(e) if e.status == 409 && attempts < 2 => continue,
+                other => other?,
+            };
+            tx.commit().await?;
+            return Ok(Outcome::stored(
+                if effect == Effect::Created { 201 } else { 200 },
+                stored,
+            ));
+        }
     }
 
     pub(super) async fn patch(
@@ -277,7 +327,12 @@ impl FhirService {
         Ok(Outcome::stored(200, stored))
     }
 
-    pub(super) async fn delete(&self, _ctx: &Ctx, res_type: ResourceType, id: &str) -> ServiceResult<Outcome> {
+    pub(super) async fn delete(
+        &self,
+        _ctx: &Ctx,
+        res_type: ResourceType,
+        id: &str,
+    ) -> ServiceResult<Outcome> {
         let mut tx = self.store.begin().await?;
         let facts = delete_in_tx(&mut tx, res_type, id).await?;
         tx.commit().await?;
@@ -287,7 +342,9 @@ impl FhirService {
                 body: super::Body::None,
                 version: Some(facts),
             }),
-            None => Err(ServiceError::not_found(format!("{res_type}/{id} is not known"))),
+            None => Err(ServiceError::not_found(format!(
+                "{res_type}/{id} is not known"
+            ))),
         }
     }
 }
@@ -302,8 +359,16 @@ pub(super) async fn patch_in_tx(
 ) -> ServiceResult<StoredResource> {
     let current = tx.current(res_type.as_str(), id).await?;
     let text = match &current {
-        None => return Err(ServiceError::not_found(format!("{res_type}/{id} is not known"))),
-        Some(c) if c.deleted => return Err(ServiceError::gone(format!("{res_type}/{id} has been deleted"))),
+        None => {
+            return Err(ServiceError::not_found(format!(
+                "{res_type}/{id} is not known"
+            )))
+        }
+        Some(c) if c.deleted => {
+            return Err(ServiceError::gone(format!(
+                "{res_type}/{id} has been deleted"
+            )))
+        }
         Some(c) => c.content.as_deref().ok_or_else(ServiceError::internal)?,
     };
     check_if_match(if_match, current.as_ref())?;

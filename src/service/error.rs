@@ -59,7 +59,10 @@ impl ServiceError {
     }
 
     pub fn unavailable() -> Self {
-        Self::new(503, Issue::error("transient", "the database is unavailable; try again"))
+        Self::new(
+            503,
+            Issue::error("transient", "the database is unavailable; try again"),
+        )
     }
 
     pub fn internal() -> Self {
@@ -77,7 +80,8 @@ impl From<StoreError> for ServiceError {
             StoreError::Conflict => {
                 ServiceError::conflict("a concurrent request wrote the same resource; retry")
             }
-            StoreError::Database(sqlx::Error::PoolTimedOut) | StoreError::Database(sqlx::Error::Io(_)) => {
+            StoreError::Database(sqlx::Error::PoolTimedOut)
+            | StoreError::Database(sqlx::Error::Io(_)) => {
                 tracing::warn!(kind = "database_unavailable", "database unavailable");
                 ServiceError::unavailable()
             }

@@ -9,13 +9,16 @@ use crate::fhir::instant::parse_instant;
 use crate::store::HistoryScope;
 
 /// Reads `_count` within the limits, or the default.
-pub(super) fn page_size(service: &FhirService, params: &[(String, String)]) -> ServiceResult<usize> {
+pub(super) fn page_size(
+    service: &FhirService,
+    params: &[(String, String)],
+) -> ServiceResult<usize> {
     match params.iter().rev().find(|(k, _)| k == "_count") {
         None => Ok(service.limits.default_count),
         Some((_, v)) => {
-            let n: usize = v
-                .parse()
-                .map_err(|_| ServiceError::invalid("_count must be a non-negative integer", Some("_count")))?;
+            let n: usize = v.parse().map_err(|_| {
+                ServiceError::invalid("_count must be a non-negative integer", Some("_count"))
+            })?;
             if n > service.limits.max_count {
                 return Err(ServiceError::invalid(
                     format!("_count may be at most {}", service.limits.max_count),
@@ -33,21 +36,35 @@ pub(super) fn cursor(params: &[(String, String)]) -> ServiceResult<Option<i64>> 
         .iter()
         .find(|(k, _)| k == "_cursor")
         .map(|(_, v)| {
-            v.parse::<i64>()
-                .map_err(|_| ServiceError::invalid("_cursor is not a cursor this server issued", Some("_cursor")))
+            v.parse::<i64>().map_err(|_| {
+                ServiceError::invalid(
+                    "_cursor is not a cursor this server issued",
+                    Some("_cursor"),
+                )
+            })
         })
         .transpose()
 }
 
 impl FhirService {
-    pub(super) async fn history(&self, target: HistoryTarget, params: &[(String, String)]) -> ServiceResult<Outcome> {
+    pub(super) async fn history(
+        &self,
+        target: HistoryTarget,
+        params: &[(String, String)],
+    ) -> ServiceResult<Outcome> {
         let count = page_size(self, params)?;
-        let since_text = params.iter().find(|(k, _)| k == "_since").map(|(_, v)| v.clone());
+        let since_text = params
+            .iter()
+            .find(|(k, _)| k == "_since")
+            .map(|(_, v)| v.clone());
         let since = since_text
             .as_deref()
             .map(|s| {
                 parse_instant(s).ok_or_else(|| {
-                    ServiceError::invalid("_since must be an instant such as 2024-01-01T00:00:00Z", Some("_since"))
+                    ServiceError::invalid(
+                        "_since must be an instant such as 2024-01-01T00:00:00Z",
+                        Some("_since"),
+                    )
                 })
             })
             .transpose()?;
@@ -55,9 +72,10 @@ impl FhirService {
         let (scope, path) = match &target {
             HistoryTarget::System => (HistoryScope::System, "_history".to_string()),
             HistoryTarget::Type(t) => (HistoryScope::Type(t.as_str()), format!("{t}/_history")),
-            HistoryTarget::Instance(t, id) => {
-                (HistoryScope::Instance(t.as_str(), id), format!("{t}/{id}/_history"))
-            }
+            HistoryTarget::Instance(t, id) => (
+                HistoryScope::Instance(t.as_str(), id),
+                format!("{t}/{id}/_history"),
+            ),
         };
         if let HistoryTarget::Instance(t, id) = &target {
             if self.store.read(t.as_str(), id).await?.is_none() {
@@ -89,7 +107,10 @@ impl FhirService {
             let (status, request_url) = match row.method.as_str() {
                 "POST" => (201, row.res_type.clone()),
                 "DELETE" => (204, format!("{}/{}", row.res_type, row.res_id)),
-                _ => (if row.version == 1 { 201 } else { 200 }, format!("{}/{}", row.res_type, row.res_id)),
+                _ => (
+                    if row.version == 1 { 201 } else { 200 },
+                    format!("{}/{}", row.res_type, row.res_id),
+                ),
             };
             let mut entry = json!({
                 "fullUrl": full_url,
@@ -97,7 +118,8 @@ impl FhirService {
                 "response": entry_response(status, None, Some((row.version, row.last_updated))),
             });
             if let Some(text) = &row.content {
-                let resource: Value = serde_json::from_str(text).map_err(|_| ServiceError::internal())?;
+                let resource: Value =
+                    serde_json::from_str(text).map_err(|_| ServiceError::internal())?;
                 entry["resource"] = resource;
             }
             entries.push(entry);

@@ -99,9 +99,17 @@ pub fn classify_bundle(bundle: Value) -> Result<BundleImport, ServiceError> {
             bundle
                 .get("entry")
                 .and_then(Value::as_array)
-                .map(|entries| entries.iter().filter_map(|e| e.get("resource").cloned()).collect())
+                .map(|entries| {
+                    entries
+                        .iter()
+                        .filter_map(|e| e.get("resource").cloned())
+                        .collect()
+                })
                 .unwrap_or_default(),
         )),
-        None => Err(ServiceError::invalid("Bundle.type is missing", Some("Bundle.type"))),
+        None => Err(ServiceError::invalid(
+            "Bundle.type is missing",
+            Some("Bundle.type"),
+        )),
     }
 }

@@ -150,7 +150,10 @@ fn id_segment(id: &str) -> ServiceResult<String> {
     if is_valid_id(id) {
         Ok(id.to_string())
     } else {
-        Err(ServiceError::invalid("invalid resource id in the URL", None))
+        Err(ServiceError::invalid(
+            "invalid resource id in the URL",
+            None,
+        ))
     }
 }
 
@@ -201,7 +204,9 @@ pub fn parse(req: RawRequest<'_>) -> ServiceResult<Interaction> {
         ("POST", [t]) => {
             let res_type = resource_type(t)?;
             if !req.query.is_empty() {
-                return Err(ServiceError::not_supported("conditional create is not supported yet"));
+                return Err(ServiceError::not_supported(
+                    "conditional create is not supported yet",
+                ));
             }
             Ok(Interaction::Create {
                 res_type,
@@ -290,11 +295,26 @@ mod tests {
 
     #[test]
     fn shapes() {
-        assert!(matches!(p("GET", "metadata"), Ok(Interaction::Capabilities)));
-        assert!(matches!(p("GET", "Patient/1"), Ok(Interaction::Read { .. })));
-        assert!(matches!(p("GET", "Patient/1/_history/2"), Ok(Interaction::VRead { .. })));
-        assert!(matches!(p("GET", "Patient/_history"), Ok(Interaction::History { .. })));
-        assert!(matches!(p("PUT", "Patient/1"), Ok(Interaction::Update { .. })));
+        assert!(matches!(
+            p("GET", "metadata"),
+            Ok(Interaction::Capabilities)
+        ));
+        assert!(matches!(
+            p("GET", "Patient/1"),
+            Ok(Interaction::Read { .. })
+        ));
+        assert!(matches!(
+            p("GET", "Patient/1/_history/2"),
+            Ok(Interaction::VRead { .. })
+        ));
+        assert!(matches!(
+            p("GET", "Patient/_history"),
+            Ok(Interaction::History { .. })
+        ));
+        assert!(matches!(
+            p("PUT", "Patient/1"),
+            Ok(Interaction::Update { .. })
+        ));
         assert_eq!(p("GET", "Nope/1").unwrap_err().status, 404);
         assert_eq!(p("POST", "Patient/1").unwrap_err().status, 405);
         assert_eq!(p("DELETE", "metadata").unwrap_err().status, 405);
@@ -306,7 +326,12 @@ mod tests {
         assert_eq!(parse_etag("W/\"3\"").unwrap(), 3);
         assert_eq!(parse_etag("\"12\"").unwrap(), 12);
         assert!(parse_etag("W/\"x\"").is_err());
-        assert_eq!(Preference::from_header(Some("return=minimal")), Preference::Minimal);
-        assert!(Preference::strict_handling(Some("handling=strict, return=minimal")));
+        assert_eq!(
+            Preference::from_header(Some("return=minimal")),
+            Preference::Minimal
+        );
+        assert!(Preference::strict_handling(Some(
+            "handling=strict, return=minimal"
+        )));
     }
 }

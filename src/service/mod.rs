@@ -10,8 +10,8 @@ pub mod error;
 mod history;
 pub mod import;
 pub mod interaction;
-pub mod search_params;
 mod search;
+pub mod search_params;
 
 use serde_json::Value;
 

@@ -11,7 +11,6 @@ use crate::fhir::bundle::{finish, new_bundle};
 use crate::fhir::outcome::{operation_outcome, Issue, Severity};
 use crate::fhir::ResourceType;
 
-
 /// Parameters that shape the response format and are handled by the door.
 const FORMAT_PARAMS: &[&str] = &["_format", "_pretty"];
 
@@ -68,7 +67,13 @@ impl FhirService {
         }
         let listing = self
             .store
-            .list(res_type.as_str(), ids.as_deref(), after, count as i64 + 1, with_total)
+            .list(
+                res_type.as_str(),
+                ids.as_deref(),
+                after,
+                count as i64 + 1,
+                with_total,
+            )
             .await?;
         let has_more = listing.rows.len() > count;
         let mut query = vec![format!("_count={count}")];
@@ -90,8 +95,13 @@ impl FhirService {
         let mut last = None;
         for (rid, text) in listing.rows.into_iter().take(count) {
             last = Some(rid);
-            let resource: Value = serde_json::from_str(&text).map_err(|_| ServiceError::internal())?;
-            let id = resource.get("id").and_then(Value::as_str).unwrap_or_default().to_string();
+            let resource: Value =
+                serde_json::from_str(&text).map_err(|_| ServiceError::internal())?;
+            let id = resource
+                .get("id")
+                .and_then(Value::as_str)
+                .unwrap_or_default()
+                .to_string();
             entries.push(json!({
                 "fullUrl": format!("{}/{res_type}/{id}", self.base_url),
                 "resource": resource,
@@ -108,8 +118,11 @@ impl FhirService {
             let issues: Vec<Issue> = ignored
                 .iter()
                 .map(|p| {
-                    Issue::error("not-supported", format!("search parameter '{p}' is not supported and was ignored"))
-                        .with_severity(Severity::Warning)
+                    Issue::error(
+                        "not-supported",
+                        format!("search parameter '{p}' is not supported and was ignored"),
+                    )
+                    .with_severity(Severity::Warning)
                 })
                 .collect();
             entries.push(json!({
@@ -118,6 +131,9 @@ impl FhirService {
             }));
         }
         let bundle = new_bundle("searchset", &links);
-        Ok(Outcome::generated(200, finish(bundle, entries, listing.total)))
+        Ok(Outcome::generated(
+            200,
+            finish(bundle, entries, listing.total),
+        ))
     }
 }

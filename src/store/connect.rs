@@ -112,7 +112,9 @@ async fn open_sqlite(
         .acquire_timeout(acquire.max(Duration::from_secs(30)))
         .connect_with(connect.clone())
         .await?;
-    migrate::migrator(super::Backend::Sqlite).run(&write).await?;
+    migrate::migrator(super::Backend::Sqlite)
+        .run(&write)
+        .await?;
     let read = SqlitePoolOptions::new()
         .max_connections(options.max_connections.max(1))
         .acquire_timeout(acquire)

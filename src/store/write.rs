@@ -54,12 +54,14 @@ pub struct NewVersion<'a> {
     pub index: &'a IndexRows,
 }
 
-const CURRENT_SQLITE: &str = "SELECT r.rid, r.version, r.last_updated, r.deleted, v.content \
-     FROM resources r JOIN resource_versions v ON v.rid = r.rid AND v.version = r.version \
-     WHERE r.res_type = $1 AND r.res_id = $2";
-const CURRENT_PG: &str = "SELECT r.rid, r.version, r.last_updated, r.deleted, v.content \
-     FROM resources r JOIN resource_versions v ON v.rid = r.rid AND v.version = r.version \
-     WHERE r.res_type = $1 AND r.res_id = $2 FOR UPDATE OF r";
+/// Locks the resource row. (Joining the version table here would make
+/// PostgreSQL re-check a stale joined row after waiting for the lock and
+/// return nothing.)
+const LOCK_SQLITE: &str = "SELECT rid, version, last_updated, deleted FROM resources \
+     WHERE res_type = $1 AND res_id = $2";
+const LOCK_PG: &str = "SELECT rid, version, last_updated, deleted FROM resources \
+     WHERE res_type = $1 AND res_id = $2 FOR UPDATE";
+const CONTENT: &str = "SELECT content FROM resource_versions WHERE rid = $1 AND version = $2";
 
 impl WriteTx {
     pub(super) async fn begin(db: &Db) -> StoreResult<WriteTx> {
@@ -83,10 +85,10 @@ impl WriteTx {
     /// writers until this transaction ends.
     pub async fn current(&mut self, res_type: &str, res_id: &str) -> StoreResult<Option<Current>> {
         let row = with_tx!(self, c, pg => {
-            sqlx::query(if pg { CURRENT_PG } else { CURRENT_SQLITE })
+            sqlx::query(if pg { LOCK_PG } else { LOCK_SQLITE })
                 .bind(res_type)
                 .bind(res_id)
-                .fetch_optional(c)
+                .fetch_optional(&mut *c)
                 .await?
                 .map(|row| -> Result<Current, sqlx::Error> {
                     Ok(Current {
@@ -94,12 +96,23 @@ impl WriteTx {
                         version: row.try_get(1)?,
                         last_updated: row.try_get(2)?,
                         deleted: row.try_get::<i64, _>(3)? != 0,
-                        content: row.try_get(4)?,
+                        content: None,
                     })
                 })
                 .transpose()?
         });
-        Ok(row)
+        let Some(mut current) = row else {
+            return Ok(None);
+        };
+        current.content = with_tx!(self, c, pg => {
+            sqlx::query(CONTENT)
+                .bind(current.rid)
+                .bind(current.version)
+                .fetch_one(&mut *c)
+                .await?
+                .try_get::<Option<String>, _>(0)?
+        });
+        Ok(Some(current))
     }
 
     /// Stores a new version and replaces the resource's index rows.
@@ -162,7 +175,12 @@ impl WriteTx {
         Ok(())
     }
 
-    async fn insert_index(&mut self, rid: i64, res_type: &str, index: &IndexRows) -> StoreResult<()> {
+    async fn insert_index(
+        &mut self,
+        rid: i64,
+        res_type: &str,
+        index: &IndexRows,
+    ) -> StoreResult<()> {
         for table in index.tables() {
             if table.rows.is_empty() {
                 continue;
@@ -195,7 +213,10 @@ impl WriteTx {
 /// Built from table and column names and counts only; every value is bound.
 fn insert_sql(table: &str, columns: &[&str], rows: usize) -> String {
     let width = columns.len() + 2;
-    let mut sql = format!("INSERT INTO {table} (rid, res_type, {}) VALUES ", columns.join(", "));
+    let mut sql = format!(
+        "INSERT INTO {table} (rid, res_type, {}) VALUES ",
+        columns.join(", ")
+    );
     let mut n = 0;
     for r in 0..rows {
         if r > 0 {

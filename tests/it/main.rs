@@ -1,1 +1,12 @@
+//! The integration suite: each test starts the real server on port 0 (with a
+//! fresh SQLite folder or PostgreSQL database) and talks HTTP to it.
 
+mod helpers;
+
+mod bundles;
+mod cli;
+mod concurrency;
+mod corpus;
+mod crud;
+mod errors;
+mod history;

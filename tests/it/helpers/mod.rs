@@ -1,0 +1,180 @@
+//! Test harness: spawn the app on a backend, an HTTP client, and helpers.
+
+pub mod postgres;
+
+use std::path::{Path, PathBuf};
+
+use serde_json::Value;
+use vesta::config::Settings;
+use vesta::startup::Application;
+
+/// Which database a test runs against.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Backend {
+    Sqlite,
+    Postgres,
+}
+
+/// A running server for one test.
+pub struct TestApp {
+    pub base: String,
+    pub client: reqwest::Client,
+    _dir: tempfile::TempDir,
+    shutdown: Option<tokio::sync::oneshot::Sender<()>>,
+}
+
+impl Drop for TestApp {
+    fn drop(&mut self) {
+        if let Some(s) = self.shutdown.take() {
+            let _ = s.send(());
+        }
+    }
+}
+
+/// Settings for a test server on `backend`: port 0, a temp data folder.
+pub async fn settings_for(backend: Backend, dir: &Path) -> Settings {
+    let mut s = Settings {
+        addr: "127.0.0.1:0".parse().expect("addr"),
+        data_dir: dir.to_path_buf(),
+        sqlite_sync_full: false,
+        max_connections: 4,
+        ..Settings::default()
+    };
+    if backend == Backend::Postgres {
+        s.database_url = Some(postgres::fresh_database().await);
+    }
+    s
+}
+
+/// Starts the server on `backend` with default settings.
+pub async fn spawn(backend: Backend) -> TestApp {
+    spawn_with(backend, |_| {}).await
+}
+
+/// Starts the server on `backend`, letting the test adjust settings first.
+pub async fn spawn_with(backend: Backend, adjust: impl FnOnce(&mut Settings)) -> TestApp {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let mut settings = settings_for(backend, dir.path()).await;
+    adjust(&mut settings);
+    let app = Application::build(&settings).await.expect("build app");
+    let base = app.base_url().to_string();
+    let (tx, rx) = tokio::sync::oneshot::channel::<()>();
+    tokio::spawn(app.run_until(async move {
+        let _ = rx.await;
+    }));
+    TestApp {
+        base,
+        client: reqwest::Client::new(),
+        _dir: dir,
+        shutdown: Some(tx),
+    }
+}
+
+/// A response, read fully.
+pub struct Reply {
+    pub status: u16,
+    pub headers: reqwest::header::HeaderMap,
+    pub text: String,
+}
+
+impl Reply {
+    pub fn json(&self) -> Value {
+        serde_json::from_str(&self.text).unwrap_or_else(|e| panic!("not JSON ({e}): {}", self.text))
+    }
+
+    pub fn header(&self, name: &str) -> Option<String> {
+        self.headers
+            .get(name)
+            .and_then(|v| v.to_str().ok())
+            .map(str::to_string)
+    }
+
+    /// The first OperationOutcome issue's expression, if any.
+    pub fn issue_path(&self) -> Option<String> {
+        self.json()["issue"][0]["expression"][0]
+            .as_str()
+            .map(str::to_string)
+    }
+}
+
+impl TestApp {
+    pub fn url(&self, path: &str) -> String {
+        format!("{}/{}", self.base, path.trim_start_matches('/'))
+    }
+
+    pub async fn send(&self, req: reqwest::RequestBuilder) -> Reply {
+        let resp = req.send().await.expect("request");
+        Reply {
+            status: resp.status().as_u16(),
+            headers: resp.headers().clone(),
+            text: resp.text().await.expect("body"),
+        }
+    }
+
+    pub async fn get(&self, path: &str) -> Reply {
+        self.send(self.client.get(self.url(path))).await
+    }
+
+    pub async fn delete(&self, path: &str) -> Reply {
+        self.send(self.client.delete(self.url(path))).await
+    }
+
+    pub async fn post(&self, path: &str, body: &Value) -> Reply {
+        self.send(
+            self.client
+                .post(self.url(path))
+                .header("content-type", "application/fhir+json")
+                .body(body.to_string()),
+        )
+        .await
+    }
+
+    pub async fn put(&self, path: &str, body: &Value) -> Reply {
+        self.send(
+            self.client
+                .put(self.url(path))
+                .header("content-type", "application/fhir+json")
+                .body(body.to_string()),
+        )
+        .await
+    }
+}
+
+/// Runs an async test body once per backend, as `sqlite` and `postgres` tests.
+#[macro_export]
+macro_rules! both_backends {
+    ($name:ident) => {
+        mod $name {
+            use $crate::helpers::Backend;
+            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn sqlite() {
+                super::$name(Backend::Sqlite).await
+            }
+            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn postgres() {
+                super::$name(Backend::Postgres).await
+            }
+        }
+    };
+}
+
+/// The folder of data cases.
+pub fn data_dir() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/data")
+}
+
+/// Removes `meta.versionId` / `meta.lastUpdated` (and an emptied `meta`) for comparisons.
+pub fn without_version_meta(mut v: Value) -> Value {
+    if let Some(obj) = v.as_object_mut() {
+        let mut empty = false;
+        if let Some(Value::Object(meta)) = obj.get_mut("meta") {
+            meta.remove("versionId");
+            meta.remove("lastUpdated");
+            empty = meta.is_empty();
+        }
+        if empty {
+            obj.remove("meta");
+        }
+    }
+    v
+}
