@@ -4,7 +4,7 @@ use serde_json::{json, Value};
 
 use crate::fhir::instant::{format_instant, Millis};
 use crate::fhir::resource_types::RESOURCE_TYPES;
-use crate::service::search_params::SUPPORTED_PARAMS;
+use crate::search::definitions::{ParamKind, REGISTRY};
 
 /// Interactions every resource type supports.
 const TYPE_INTERACTIONS: &[&str] = &[
@@ -21,20 +21,15 @@ const TYPE_INTERACTIONS: &[&str] = &[
 
 /// Builds the CapabilityStatement for a server at `base_url`, started at `started_ms`.
 pub fn capability_statement(base_url: &str, started_ms: Millis) -> Value {
-    let search_params: Vec<Value> = SUPPORTED_PARAMS
-        .iter()
-        .filter(|p| **p != "_count" && **p != "_cursor" && **p != "_total")
-        .map(|p| {
-            json!({
-                "name": p,
-                "definition": format!("http://hl7.org/fhir/SearchParameter/Resource{}", p.replace('_', "-")),
-                "type": "token",
-            })
-        })
-        .collect();
     let resources: Vec<Value> = RESOURCE_TYPES
         .iter()
         .map(|t| {
+            let search_params: Vec<Value> = REGISTRY
+                .for_type(t)
+                .into_iter()
+                .filter(|d| !matches!(d.kind, ParamKind::Special | ParamKind::Composite))
+                .map(|d| json!({"name": d.code, "definition": d.url, "type": d.kind.as_str()}))
+                .collect();
             json!({
                 "type": t,
                 "profile": format!("http://hl7.org/fhir/StructureDefinition/{t}"),
@@ -42,10 +37,13 @@ pub fn capability_statement(base_url: &str, started_ms: Millis) -> Value {
                 "versioning": "versioned-update",
                 "readHistory": true,
                 "updateCreate": true,
-                "conditionalCreate": false,
+                "conditionalCreate": true,
                 "conditionalRead": "not-supported",
-                "conditionalUpdate": false,
-                "conditionalDelete": "not-supported",
+                "conditionalUpdate": true,
+                "conditionalPatch": true,
+                "conditionalDelete": "single",
+                "searchInclude": ["*"],
+                "searchRevInclude": ["*"],
                 "searchParam": search_params,
             })
         })
@@ -68,6 +66,7 @@ pub fn capability_statement(base_url: &str, started_ms: Millis) -> Value {
                 {"code": "transaction"},
                 {"code": "batch"},
                 {"code": "history-system"},
+                {"code": "search-system"},
             ],
         }],
     })

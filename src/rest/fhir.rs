@@ -65,11 +65,16 @@ pub async fn handle(
             query: uri.query().unwrap_or(""),
             body: decoded,
             if_match: header_str(&headers, header::IF_MATCH),
+            if_none_exist: headers.get("if-none-exist").and_then(|v| v.to_str().ok()),
             prefer: headers.get("prefer").and_then(|v| v.to_str().ok()),
         })?;
         let is_write = matches!(
             interaction,
-            Interaction::Create { .. } | Interaction::Update { .. } | Interaction::Patch { .. }
+            Interaction::Create { .. }
+                | Interaction::Update { .. }
+                | Interaction::Patch { .. }
+                | Interaction::ConditionalUpdate { .. }
+                | Interaction::ConditionalPatch { .. }
         );
         let label = interaction.label();
         tracing::Span::current().record("interaction", label.as_str());

@@ -29,5 +29,6 @@ pub fn router(state: Arc<AppState>) -> Router {
         .route("/health/live", get(health::live))
         .route("/health/ready", get(health::ready))
         .fallback(render::unknown_route)
+        .method_not_allowed_fallback(render::method_not_allowed)
         .with_state(state)
 }

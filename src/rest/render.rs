@@ -125,3 +125,11 @@ pub async fn unknown_route() -> Response {
         Presentation::default(),
     )
 }
+
+/// A known route called with a method it does not serve.
+pub async fn method_not_allowed() -> Response {
+    error(
+        &ServiceError::method_not_allowed("this method is not allowed on this endpoint"),
+        Presentation::default(),
+    )
+}

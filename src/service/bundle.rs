@@ -35,12 +35,42 @@ fn entry_error(index: usize, mut e: ServiceError) -> ServiceError {
     e
 }
 
+/// The conditional references (`Type?search`) inside a resource.
+fn conditional_references(v: &Value) -> Vec<String> {
+    let mut out = Vec::new();
+    fn walk(v: &Value, out: &mut Vec<String>) {
+        match v {
+            Value::Object(map) => {
+                for (k, child) in map {
+                    match (k.as_str(), child) {
+                        ("reference", Value::String(r)) => {
+                            if let Some((t, _)) = r.split_once('?') {
+                                if crate::fhir::ResourceType::parse(t).is_some() {
+                                    out.push(r.clone());
+                                }
+                            }
+                        }
+                        _ => walk(child, out),
+                    }
+                }
+            }
+            Value::Array(items) => items.iter().for_each(|i| walk(i, out)),
+            _ => {}
+        }
+    }
+    walk(v, &mut out);
+    out
+}
+
 /// Orders entries as the transaction rules require.
 fn phase(i: &Interaction) -> u8 {
     match i {
-        Interaction::Delete { .. } => 0,
+        Interaction::Delete { .. } | Interaction::ConditionalDelete { .. } => 0,
         Interaction::Create { .. } => 1,
-        Interaction::Update { .. } | Interaction::Patch { .. } => 2,
+        Interaction::Update { .. }
+        | Interaction::Patch { .. }
+        | Interaction::ConditionalUpdate { .. }
+        | Interaction::ConditionalPatch { .. } => 2,
         _ => 3,
     }
 }
@@ -111,7 +141,7 @@ impl FhirService {
                 .get("url")
                 .and_then(Value::as_str)
                 .unwrap_or_default();
-            for unsupported in ["ifNoneExist", "ifNoneMatch", "ifModifiedSince"] {
+            for unsupported in ["ifNoneMatch", "ifModifiedSince"] {
                 if request.get(unsupported).is_some() {
                     return Err(entry_error(
                         index,
@@ -139,6 +169,7 @@ impl FhirService {
                 query,
                 body,
                 if_match: request.get("ifMatch").and_then(Value::as_str),
+                if_none_exist: request.get("ifNoneExist").and_then(Value::as_str),
                 prefer: None,
             })
             .map_err(|e| entry_error(index, e))?;
@@ -201,12 +232,39 @@ impl FhirService {
     async fn transaction(
         &self,
         ctx: &Ctx,
-        mut entries: Vec<(Option<String>, Entry)>,
+        entries: Vec<(Option<String>, Entry)>,
         pref: Preference,
     ) -> ServiceResult<Outcome> {
-        // 1. Give every POST its id now and map fullUrls to the final references.
+        // 0. Conditional entries become plain ones (or are answered without a write).
         let mut ids: HashMap<usize, String> = HashMap::new();
         let mut refs: HashMap<String, String> = HashMap::new();
+        let mut results: Vec<(usize, Value)> = Vec::with_capacity(entries.len());
+        let mut plain = Vec::with_capacity(entries.len());
+        for (full_url, entry) in entries {
+            let index = entry.index;
+            match self.resolve_conditional(entry.interaction).await.map_err(|e| entry_error(index, e))? {
+                Ok(interaction) => plain.push((full_url, Entry { index, interaction })),
+                Err(decided) => {
+                    if let (Some(url), Some(v)) = (full_url, &decided.version) {
+                        refs.insert(url, format!("{}/{}", v.res_type, v.id));
+                    }
+                    results.push((index, self.response_entry(decided, pref)));
+                }
+            }
+        }
+        let mut entries = plain;
+        // Conditional references (`Patient?identifier=…`) resolve to the one match.
+        for (_, entry) in &entries {
+            if let Interaction::Create { resource, .. } | Interaction::Update { resource, .. } = &entry.interaction {
+                for r in conditional_references(resource) {
+                    if !refs.contains_key(&r) {
+                        let target = self.resolve_reference(&r).await.map_err(|e| entry_error(entry.index, e))?;
+                        refs.insert(r, target);
+                    }
+                }
+            }
+        }
+        // 1. Give every POST its id now and map fullUrls to the final references.
         for (full_url, entry) in &entries {
             let target = match &entry.interaction {
                 Interaction::Create { res_type, .. } => {
@@ -231,7 +289,7 @@ impl FhirService {
         for (_, entry) in &mut entries {
             let index = entry.index;
             let key = match &mut entry.interaction {
-                Interaction::Create { res_type, resource } => {
+                Interaction::Create { res_type, resource, .. } => {
                     rewrite_references(resource, &refs);
                     check_resource(resource, Some(*res_type), IdRule::Ignore)
                         .map_err(|e| entry_error(index, invalid(e)))?;
@@ -267,13 +325,12 @@ impl FhirService {
         }
         // 3. Writes in the spec's order, in one database transaction.
         entries.sort_by_key(|(_, e)| phase(&e.interaction));
-        let mut results: Vec<(usize, Value)> = Vec::with_capacity(entries.len());
         let mut reads = Vec::new();
         let mut tx = self.store.begin().await?;
         for (_, entry) in entries {
             let index = entry.index;
             let outcome = match entry.interaction {
-                Interaction::Create { res_type, resource } => {
+                Interaction::Create { res_type, resource, .. } => {
                     let id = ids
                         .get(&index)
                         .cloned()

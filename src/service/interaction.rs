@@ -3,6 +3,7 @@
 
 use serde_json::Value;
 
+use super::search::SearchTarget;
 use super::{ServiceError, ServiceResult};
 use crate::fhir::{is_valid_id, ResourceType};
 
@@ -65,6 +66,8 @@ pub enum Interaction {
     Create {
         res_type: ResourceType,
         resource: Value,
+        /// `If-None-Exist`: a search that must match nothing for the create to happen.
+        if_none_exist: Option<String>,
     },
     Update {
         res_type: ResourceType,
@@ -82,12 +85,29 @@ pub enum Interaction {
         res_type: ResourceType,
         id: String,
     },
+    /// `PUT Type?search`: update the one match, or create when none.
+    ConditionalUpdate {
+        res_type: ResourceType,
+        query: String,
+        resource: Value,
+    },
+    /// `PATCH Type?search`: patch the one match.
+    ConditionalPatch {
+        res_type: ResourceType,
+        query: String,
+        patch: Value,
+    },
+    /// `DELETE Type?search`: delete the one match.
+    ConditionalDelete {
+        res_type: ResourceType,
+        query: String,
+    },
     History {
         scope: HistoryTarget,
         params: Vec<(String, String)>,
     },
     Search {
-        res_type: ResourceType,
+        target: SearchTarget,
         params: Vec<(String, String)>,
         strict: bool,
     },
@@ -108,12 +128,20 @@ impl Interaction {
             Interaction::Update { res_type, .. } => format!("update {res_type}"),
             Interaction::Patch { res_type, .. } => format!("patch {res_type}"),
             Interaction::Delete { res_type, .. } => format!("delete {res_type}"),
+            Interaction::ConditionalUpdate { res_type, .. } => format!("conditional-update {res_type}"),
+            Interaction::ConditionalPatch { res_type, .. } => format!("conditional-patch {res_type}"),
+            Interaction::ConditionalDelete { res_type, .. } => format!("conditional-delete {res_type}"),
             Interaction::History { scope, .. } => match scope {
                 HistoryTarget::System => "history-system".into(),
                 HistoryTarget::Type(t) => format!("history-type {t}"),
                 HistoryTarget::Instance(t, _) => format!("history-instance {t}"),
             },
-            Interaction::Search { res_type, .. } => format!("search-type {res_type}"),
+            Interaction::Search { target, .. } => match target {
+                SearchTarget::Type(t) => format!("search-type {t}"),
+                SearchTarget::System => "search-system".into(),
+                SearchTarget::Compartment { res_type, .. } => format!("search-compartment {res_type}"),
+                SearchTarget::Everything { .. } => "everything Patient".into(),
+            },
             Interaction::Bundle { .. } => "batch/transaction".into(),
         }
     }
@@ -129,7 +157,16 @@ pub struct RawRequest<'a> {
     pub query: &'a str,
     pub body: Option<Value>,
     pub if_match: Option<&'a str>,
+    pub if_none_exist: Option<&'a str>,
     pub prefer: Option<&'a str>,
+}
+
+/// Adds the parameters of a form-encoded `_search` body.
+fn with_form(mut params: Vec<(String, String)>, body: &Option<Value>) -> Vec<(String, String)> {
+    if let Some(Value::String(form)) = body {
+        params.extend(query_pairs(form));
+    }
+    params
 }
 
 /// Parses `W/"3"` or `"3"` (an ETag naming a version) into the version number.
@@ -190,46 +227,79 @@ pub fn parse(req: RawRequest<'_>) -> ServiceResult<Interaction> {
             bundle: body(req.body)?,
             preference: Preference::from_header(req.prefer),
         }),
+        ("GET", []) => Ok(Interaction::Search {
+            target: SearchTarget::System,
+            params: params(),
+            strict: Preference::strict_handling(req.prefer),
+        }),
         (_, []) => Err(not_allowed(method)),
         ("GET", ["_history"]) => Ok(Interaction::History {
             scope: HistoryTarget::System,
             params: params(),
         }),
         (_, ["_history"]) => Err(not_allowed(method)),
+        ("POST", ["_search"]) => Ok(Interaction::Search {
+            target: SearchTarget::System,
+            params: with_form(params(), &req.body),
+            strict: Preference::strict_handling(req.prefer),
+        }),
         ("GET", [t]) => Ok(Interaction::Search {
-            res_type: resource_type(t)?,
+            target: SearchTarget::Type(resource_type(t)?.to_string()),
             params: params(),
             strict: Preference::strict_handling(req.prefer),
         }),
         ("POST", [t]) => {
             let res_type = resource_type(t)?;
             if !req.query.is_empty() {
-                return Err(ServiceError::not_supported(
-                    "conditional create is not supported yet",
-                ));
+                return Err(ServiceError::invalid("a create takes no query; use If-None-Exist for a conditional create", None));
             }
             Ok(Interaction::Create {
                 res_type,
                 resource: body(req.body)?,
+                if_none_exist: req.if_none_exist.map(str::to_string),
             })
         }
-        ("POST", [t, "_search"]) => {
-            let res_type = resource_type(t)?;
-            let mut all = params();
-            if let Some(Value::String(form)) = &req.body {
-                all.extend(query_pairs(form));
-            }
-            Ok(Interaction::Search {
-                res_type,
-                params: all,
-                strict: Preference::strict_handling(req.prefer),
-            })
-        }
+        ("POST", [t, "_search"]) => Ok(Interaction::Search {
+            target: SearchTarget::Type(resource_type(t)?.to_string()),
+            params: with_form(params(), &req.body),
+            strict: Preference::strict_handling(req.prefer),
+        }),
+        ("GET", [t, "$everything"]) if *t == "Patient" => Ok(Interaction::Search {
+            target: SearchTarget::Everything { patient: None },
+            params: params(),
+            strict: false,
+        }),
+        ("GET", [t, id, "$everything"]) if *t == "Patient" => Ok(Interaction::Search {
+            target: SearchTarget::Everything { patient: Some(id_segment(id)?) },
+            params: params(),
+            strict: false,
+        }),
+        ("GET", [t, id, c]) if ResourceType::parse(c).is_some() || *c == "*" => Ok(Interaction::Search {
+            target: SearchTarget::Compartment {
+                owner_type: resource_type(t)?.to_string(),
+                owner_id: id_segment(id)?,
+                res_type: c.to_string(),
+            },
+            params: params(),
+            strict: Preference::strict_handling(req.prefer),
+        }),
+        ("PUT", [t]) if !req.query.is_empty() => Ok(Interaction::ConditionalUpdate {
+            res_type: resource_type(t)?,
+            query: req.query.to_string(),
+            resource: body(req.body)?,
+        }),
+        ("PATCH", [t]) if !req.query.is_empty() => Ok(Interaction::ConditionalPatch {
+            res_type: resource_type(t)?,
+            query: req.query.to_string(),
+            patch: body(req.body)?,
+        }),
+        ("DELETE", [t]) if !req.query.is_empty() => Ok(Interaction::ConditionalDelete {
+            res_type: resource_type(t)?,
+            query: req.query.to_string(),
+        }),
         ("PUT" | "PATCH" | "DELETE", [t]) => {
             resource_type(t)?;
-            Err(ServiceError::not_supported(
-                "conditional update, patch and delete are not supported yet",
-            ))
+            Err(ServiceError::invalid("a conditional interaction needs search parameters in the URL", None))
         }
         (_, [t]) => {
             resource_type(t)?;

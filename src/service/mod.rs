@@ -5,13 +5,13 @@
 //! and versioning rules live here once.
 
 mod bundle;
+mod conditional;
 mod crud;
 pub mod error;
 mod history;
 pub mod import;
 pub mod interaction;
-mod search;
-pub mod search_params;
+pub mod search;
 
 use serde_json::Value;
 
@@ -168,9 +168,15 @@ impl FhirService {
                 id,
                 version,
             } => self.vread(&res_type, &id, &version).await,
-            Interaction::Create { res_type, resource } => {
-                self.create(ctx, res_type, resource).await
-            }
+            Interaction::Create {
+                res_type,
+                resource,
+                if_none_exist: None,
+            } => self.create(ctx, res_type, resource).await,
+            i @ (Interaction::Create { .. }
+            | Interaction::ConditionalUpdate { .. }
+            | Interaction::ConditionalPatch { .. }
+            | Interaction::ConditionalDelete { .. }) => self.conditional(ctx, i).await,
             Interaction::Update {
                 res_type,
                 id,
@@ -186,10 +192,10 @@ impl FhirService {
             Interaction::Delete { res_type, id } => self.delete(ctx, res_type, &id).await,
             Interaction::History { scope, params } => self.history(scope, &params).await,
             Interaction::Search {
-                res_type,
+                target,
                 params,
                 strict,
-            } => self.search(res_type, &params, strict).await,
+            } => self.search(target, &params, strict).await,
             Interaction::Bundle { bundle, preference } => {
                 self.process_bundle(ctx, bundle, preference).await
             }

@@ -1,139 +1,248 @@
-//! Type-level search. This first cut supports `_id`, `_count`, `_total` and
-//! cursor paging; other parameters are ignored and reported (or refused under
-//! `Prefer: handling=strict`). The search issue replaces it with full search.
+//! Search: type, system, compartment and `$everything`, with paging links,
+//! `_include`/`_revinclude`, `_total`, `_summary` and `_elements`.
+
+use std::collections::HashSet;
 
 use serde_json::{json, Value};
 
-use super::history::{cursor, page_size};
-use super::search_params::SUPPORTED_PARAMS;
 use super::{FhirService, Outcome, ServiceError, ServiceResult};
 use crate::fhir::bundle::{finish, new_bundle};
 use crate::fhir::outcome::{operation_outcome, Issue, Severity};
-use crate::fhir::ResourceType;
+use crate::fhir::resource_types::RESOURCE_TYPES;
+use crate::search::compartment;
+use crate::search::definitions::REGISTRY;
+use crate::search::include::{include_sql, revinclude_sql, MAX_INCLUDED, MAX_INCLUDE_ROUNDS};
+use crate::search::plan::{Compartment, Cursor, IncludeSpec, SearchPlan, Summary, Total};
+use crate::search::shape;
+use crate::store::SearchRow;
 
-/// Parameters that shape the response format and are handled by the door.
-const FORMAT_PARAMS: &[&str] = &["_format", "_pretty"];
+/// What a search runs over.
+#[derive(Debug, Clone, PartialEq)]
+pub enum SearchTarget {
+    /// `GET /Patient?…`
+    Type(String),
+    /// `GET /?_type=…` (every type when `_type` is absent).
+    System,
+    /// `GET /Patient/123/Observation?…` (`res_type` `*` for every member type).
+    Compartment { owner_type: String, owner_id: String, res_type: String },
+    /// `GET /Patient/123/$everything` or `/Patient/$everything` (owner `None`).
+    Everything { patient: Option<String> },
+}
 
-/// Most ids accepted in one `_id` parameter.
-pub const MAX_IDS_PER_SEARCH: usize = 1_000;
+fn urlencode(s: &str) -> String {
+    url::form_urlencoded::byte_serialize(s.as_bytes()).collect()
+}
 
 impl FhirService {
-    pub(super) async fn search(
-        &self,
-        res_type: ResourceType,
-        params: &[(String, String)],
-        strict: bool,
-    ) -> ServiceResult<Outcome> {
-        let count = page_size(self, params)?;
-        let after = cursor(params)?;
-        let mut ignored = Vec::new();
-        let mut ids: Option<Vec<String>> = None;
-        let mut with_total = false;
-        for (name, value) in params {
-            match name.as_str() {
-                "_id" => {
-                    let list: Vec<String> = value.split(',').map(str::to_string).collect();
-                    if list.len() > MAX_IDS_PER_SEARCH {
-                        return Err(ServiceError::invalid(
-                            format!("_id may list at most {MAX_IDS_PER_SEARCH} ids"),
-                            Some("_id"),
-                        ));
+    /// Resolves a search target to the types searched and the path of its links.
+    fn target_types(&self, target: &SearchTarget, params: &[(String, String)]) -> ServiceResult<(Vec<String>, String, Option<Compartment>)> {
+        let all_patient_types = || compartment::PATIENT.iter().map(|(t, _)| t.clone()).collect::<Vec<_>>();
+        Ok(match target {
+            SearchTarget::Type(t) => (vec![t.clone()], t.clone(), None),
+            SearchTarget::System => {
+                let types: Vec<String> = match params.iter().find(|(k, _)| k == "_type") {
+                    Some((_, v)) => {
+                        let list: Vec<String> = v.split(',').map(str::to_string).collect();
+                        for t in &list {
+                            if crate::fhir::ResourceType::parse(t).is_none() {
+                                return Err(ServiceError::invalid(format!("_type: unknown resource type '{t}'"), Some("_type")));
+                            }
+                        }
+                        list
                     }
-                    // Several _id parameters must all match: intersect.
-                    ids = Some(match ids {
-                        None => list,
-                        Some(prev) => prev.into_iter().filter(|i| list.contains(i)).collect(),
-                    });
-                }
-                "_total" => match value.as_str() {
-                    "none" => with_total = false,
-                    "accurate" | "estimate" => with_total = true,
-                    _ => {
-                        return Err(ServiceError::invalid(
-                            "_total must be none, estimate or accurate",
-                            Some("_total"),
-                        ))
-                    }
-                },
-                n if SUPPORTED_PARAMS.contains(&n) || FORMAT_PARAMS.contains(&n) => {}
-                other => ignored.push(other.to_string()),
+                    None => RESOURCE_TYPES.iter().map(|s| s.to_string()).collect(),
+                };
+                (types, String::new(), None)
             }
+            SearchTarget::Compartment { owner_type, owner_id, res_type } => {
+                if owner_type != "Patient" {
+                    return Err(ServiceError::not_supported("only the Patient compartment is supported"));
+                }
+                let members: Vec<(String, Vec<String>)> = if res_type == "*" {
+                    compartment::PATIENT.clone()
+                } else {
+                    let params = compartment::patient_params(res_type).ok_or_else(|| {
+                        ServiceError::invalid(format!("{res_type} is not in the Patient compartment"), None)
+                    })?;
+                    vec![(res_type.clone(), params.to_vec())]
+                };
+                let types = if res_type == "*" { all_patient_types() } else { vec![res_type.clone()] };
+                let c = Compartment {
+                    owner_type: owner_type.clone(),
+                    owner_id: owner_id.clone(),
+                    include_owner: res_type == owner_type,
+                    members,
+                };
+                (types, format!("{owner_type}/{owner_id}/{res_type}"), Some(c))
+            }
+            SearchTarget::Everything { patient } => {
+                let mut types = all_patient_types();
+                types.retain(|t| t != "Patient");
+                types.push("Patient".into());
+                match patient {
+                    Some(id) => {
+                        let c = Compartment {
+                            owner_type: "Patient".into(),
+                            owner_id: id.clone(),
+                            include_owner: true,
+                            members: compartment::PATIENT.clone(),
+                        };
+                        (types, format!("Patient/{id}/$everything"), Some(c))
+                    }
+                    None => (types, "Patient/$everything".into(), None),
+                }
+            }
+        })
+    }
+
+    /// Runs a search and renders the searchset Bundle.
+    pub(super) async fn search(&self, target: SearchTarget, params: &[(String, String)], strict: bool) -> ServiceResult<Outcome> {
+        let (mut types, path, compartment) = self.target_types(&target, params)?;
+        if let (SearchTarget::Everything { .. }, Some((_, v))) = (&target, params.iter().find(|(k, _)| k == "_type")) {
+            let wanted: HashSet<&str> = v.split(',').collect();
+            types.retain(|t| wanted.contains(t.as_str()));
         }
-        if strict && !ignored.is_empty() {
+        // $everything takes only _since, _type, _count and paging.
+        let filtered: Vec<(String, String)>;
+        let params = if let SearchTarget::Everything { .. } = target {
+            filtered = params
+                .iter()
+                .filter(|(k, _)| matches!(k.as_str(), "_count" | "_cursor" | "_format" | "_pretty" | "_type"))
+                .cloned()
+                .chain(params.iter().filter(|(k, _)| k == "_since").map(|(_, v)| ("_lastUpdated".to_string(), format!("ge{v}"))))
+                .collect();
+            &filtered[..]
+        } else {
+            params
+        };
+        let mut plan = SearchPlan::parse(&REGISTRY, types, params, self.limits.default_count, self.limits.max_count)?;
+        plan.compartment = compartment;
+        if strict && !plan.ignored.is_empty() {
             return Err(ServiceError::invalid(
-                format!("unsupported search parameter(s): {}", ignored.join(", ")),
+                format!("unknown or unsupported search parameter(s): {}", plan.ignored.join(", ")),
                 None,
             ));
         }
-        let listing = self
-            .store
-            .list(
-                res_type.as_str(),
-                ids.as_deref(),
-                after,
-                count as i64 + 1,
-                with_total,
-            )
-            .await?;
-        let has_more = listing.rows.len() > count;
-        let mut query = vec![format!("_count={count}")];
-        if let Some(ids) = &ids {
-            query.push(format!("_id={}", super::history::urlencode(&ids.join(","))));
-        }
-        if with_total {
-            query.push("_total=accurate".into());
-        }
-        let base_link = format!("{}/{res_type}?{}", self.base_url, query.join("&"));
-        let mut links = vec![(
-            "self",
-            match after {
-                Some(a) => format!("{base_link}&_cursor={a}"),
-                None => base_link.clone(),
-            },
-        )];
         let mut entries = Vec::new();
-        let mut last = None;
-        for (rid, text) in listing.rows.into_iter().take(count) {
-            last = Some(rid);
-            let resource: Value =
-                serde_json::from_str(&text).map_err(|_| ServiceError::internal())?;
-            let id = resource
-                .get("id")
-                .and_then(Value::as_str)
-                .unwrap_or_default()
-                .to_string();
-            entries.push(json!({
-                "fullUrl": format!("{}/{res_type}/{id}", self.base_url),
-                "resource": resource,
-                "search": {"mode": "match"},
-            }));
+        let mut links: Vec<(&str, String)> = Vec::new();
+        let base_query: Vec<String> = plan
+            .link_params
+            .iter()
+            .map(|(k, v)| format!("{}={}", urlencode(k), urlencode(v)))
+            .chain(std::iter::once(format!("_count={}", plan.count)))
+            .collect();
+        let link_base = format!(
+            "{}{}{}?{}",
+            self.base_url,
+            if path.is_empty() { "" } else { "/" },
+            path,
+            base_query.join("&")
+        );
+        let want_total = plan.total == Total::Accurate || plan.summary == Summary::Count;
+        let total = if want_total {
+            let (sql, binds) = plan.count_sql()?;
+            Some(self.store.count(sql, &binds).await?)
+        } else {
+            None
+        };
+        if plan.summary != Summary::Count {
+            let (sql, binds, key_count) = plan.page_sql(&REGISTRY)?;
+            let mut rows = self.store.search_rows(sql, &binds, key_count).await?;
+            let backwards = plan.cursor.as_ref().is_some_and(|c| c.backwards);
+            let more = rows.len() > plan.count;
+            rows.truncate(plan.count);
+            if backwards {
+                rows.reverse();
+            }
+            let cursor_of = |row: &SearchRow, back: bool| Cursor { backwards: back, keys: row.keys.clone(), rid: row.rid }.encode();
+            links.push((
+                "self",
+                match &plan.cursor {
+                    Some(c) => format!("{link_base}&_cursor={}", c.encode()),
+                    None => link_base.clone(),
+                },
+            ));
+            if plan.cursor.is_some() {
+                links.push(("first", link_base.clone()));
+            }
+            let has_next = if backwards { true } else { more };
+            let has_prev = if backwards { more } else { plan.cursor.is_some() };
+            if let (true, Some(last)) = (has_next, rows.last()) {
+                links.push(("next", format!("{link_base}&_cursor={}", cursor_of(last, false))));
+            }
+            if let (true, Some(first)) = (has_prev, rows.first()) {
+                links.push(("previous", format!("{link_base}&_cursor={}", cursor_of(first, true))));
+            }
+            let included = self.includes(&plan, &rows).await?;
+            for row in rows.iter() {
+                entries.push(self.entry(row, "match", &plan)?);
+            }
+            for row in included.iter() {
+                entries.push(self.entry(row, "include", &plan)?);
+            }
+        } else {
+            links.push(("self", link_base.clone()));
         }
-        if let (true, Some(rid)) = (has_more, last) {
-            links.push(("next", format!("{base_link}&_cursor={rid}")));
-        }
-        if after.is_some() || has_more {
-            links.push(("first", base_link));
-        }
-        if !ignored.is_empty() {
-            let issues: Vec<Issue> = ignored
+        if !plan.ignored.is_empty() {
+            let issues: Vec<Issue> = plan
+                .ignored
                 .iter()
                 .map(|p| {
-                    Issue::error(
-                        "not-supported",
-                        format!("search parameter '{p}' is not supported and was ignored"),
-                    )
-                    .with_severity(Severity::Warning)
+                    Issue::error("not-supported", format!("search parameter '{p}' is not known for this type and was ignored"))
+                        .with_severity(Severity::Warning)
+                        .at(p.clone())
                 })
                 .collect();
-            entries.push(json!({
-                "resource": operation_outcome(&issues),
-                "search": {"mode": "outcome"},
-            }));
+            entries.push(json!({"resource": operation_outcome(&issues), "search": {"mode": "outcome"}}));
         }
         let bundle = new_bundle("searchset", &links);
-        Ok(Outcome::generated(
-            200,
-            finish(bundle, entries, listing.total),
-        ))
+        Ok(Outcome::generated(200, finish(bundle, entries, total)))
+    }
+
+    fn entry(&self, row: &SearchRow, mode: &str, plan: &SearchPlan) -> ServiceResult<Value> {
+        let mut resource: Value = serde_json::from_str(&row.content).map_err(|_| ServiceError::internal())?;
+        if mode == "match" {
+            shape::apply(&mut resource, plan.summary, plan.elements.as_deref());
+        }
+        Ok(json!({
+            "fullUrl": format!("{}/{}/{}", self.base_url, row.res_type, row.res_id),
+            "resource": resource,
+            "search": {"mode": mode},
+        }))
+    }
+
+    /// `_include` / `_revinclude` (with `:iterate`) for a page of rows.
+    async fn includes(&self, plan: &SearchPlan, rows: &[SearchRow]) -> ServiceResult<Vec<SearchRow>> {
+        if plan.includes.is_empty() && plan.revincludes.is_empty() || rows.is_empty() {
+            return Ok(vec![]);
+        }
+        let mut seen: HashSet<i64> = rows.iter().map(|r| r.rid).collect();
+        let mut out: Vec<SearchRow> = Vec::new();
+        let mut frontier: Vec<SearchRow> = rows.to_vec();
+        for round in 0..MAX_INCLUDE_ROUNDS {
+            let mut found = Vec::new();
+            let applies = |s: &IncludeSpec| round == 0 || s.iterate;
+            let rids: Vec<i64> = frontier.iter().map(|r| r.rid).collect();
+            for spec in plan.includes.iter().filter(|s| applies(s)) {
+                let (sql, binds) = include_sql(spec, &rids);
+                found.extend(self.store.search_rows(sql, &binds, 0).await?);
+            }
+            let targets: Vec<(String, String)> = frontier.iter().map(|r| (r.res_type.clone(), r.res_id.clone())).collect();
+            for spec in plan.revincludes.iter().filter(|s| applies(s)) {
+                let (sql, binds) = revinclude_sql(spec, &targets);
+                found.extend(self.store.search_rows(sql, &binds, 0).await?);
+            }
+            frontier = found.into_iter().filter(|r| seen.insert(r.rid)).collect();
+            out.extend(frontier.iter().cloned());
+            if out.len() > MAX_INCLUDED {
+                return Err(ServiceError::too_large(format!(
+                    "_include/_revinclude would add more than {MAX_INCLUDED} resources to one page; use a smaller _count"
+                )));
+            }
+            if frontier.is_empty() {
+                break;
+            }
+        }
+        Ok(out)
     }
 }

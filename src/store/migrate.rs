@@ -25,11 +25,18 @@ pub fn migrator(backend: Backend) -> Migrator {
             "resources",
             include_str!("../../migrations/sqlite/0001_resources.sql"),
         )],
-        Backend::Postgres => vec![migration(
-            1,
-            "resources",
-            include_str!("../../migrations/postgres/0001_resources.sql"),
-        )],
+        Backend::Postgres => vec![
+            migration(
+                1,
+                "resources",
+                include_str!("../../migrations/postgres/0001_resources.sql"),
+            ),
+            migration(
+                2,
+                "search collation",
+                include_str!("../../migrations/postgres/0002_search_collation.sql"),
+            ),
+        ],
     };
     Migrator::with_migrations(migrations)
 }

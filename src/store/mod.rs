@@ -9,6 +9,7 @@ mod connect;
 mod index_rows;
 mod migrate;
 mod read;
+mod search;
 mod write;
 
 pub use connect::{Backend, StoreOptions};
@@ -16,7 +17,8 @@ pub use index_rows::{
     CompositeRow, DateRow, IndexRows, NumberRow, QuantityRow, ReferenceRow, StringRow, TokenRow,
     UriRow,
 };
-pub use read::{HistoryEntry, HistoryScope, Listing};
+pub use read::{HistoryEntry, HistoryScope};
+pub use search::{Bind, SearchRow};
 pub use write::{NewVersion, WriteTx};
 
 use crate::fhir::instant::Millis;

@@ -26,15 +26,6 @@ pub struct HistoryEntry {
     pub content: Option<String>,
 }
 
-/// A page of current resources of one type, in insertion order.
-#[derive(Debug, Clone)]
-pub struct Listing {
-    /// `(rid, content)` for each resource on the page.
-    pub rows: Vec<(i64, String)>,
-    /// Total number of matching live resources, when asked for.
-    pub total: Option<i64>,
-}
-
 const READ_CURRENT: &str = "SELECT r.rid, r.version, r.last_updated, r.deleted, v.content \
      FROM resources r JOIN resource_versions v ON v.rid = r.rid AND v.version = r.version \
      WHERE r.res_type = $1 AND r.res_id = $2";
@@ -158,69 +149,5 @@ impl Store {
                 .collect::<Result<Vec<_>, _>>()?
         });
         Ok(rows)
-    }
-
-    /// Live resources of `res_type` (optionally only the ids in `ids`), in
-    /// insertion order after the cursor `after_rid`, at most `limit`.
-    pub async fn list(
-        &self,
-        res_type: &str,
-        ids: Option<&[String]>,
-        after_rid: Option<i64>,
-        limit: i64,
-        with_total: bool,
-    ) -> StoreResult<Listing> {
-        let mut filter = String::from("r.res_type = $1 AND r.deleted = 0");
-        let mut n = 1;
-        if let Some(ids) = ids {
-            let marks: Vec<String> = ids
-                .iter()
-                .map(|_| {
-                    n += 1;
-                    format!("${n}")
-                })
-                .collect();
-            filter.push_str(&format!(" AND r.res_id IN ({})", marks.join(", ")));
-        }
-        let count_sql = format!("SELECT COUNT(*) FROM resources r WHERE {filter}");
-        let page_filter = if after_rid.is_some() {
-            n += 1;
-            format!("{filter} AND r.rid > ${n}")
-        } else {
-            filter
-        };
-        let page_sql = format!(
-            "SELECT r.rid, v.content FROM resources r \
-             JOIN resource_versions v ON v.rid = r.rid AND v.version = r.version \
-             WHERE {page_filter} ORDER BY r.rid LIMIT ${}",
-            n + 1
-        );
-        let listing = with_db!(&self.db, pool => {
-            let mut q = sqlx::query(AssertSqlSafe(page_sql)).bind(res_type);
-            for id in ids.unwrap_or_default() {
-                q = q.bind(id.as_str());
-            }
-            if let Some(a) = after_rid {
-                q = q.bind(a);
-            }
-            let rows = q
-                .bind(limit)
-                .fetch_all(pool)
-                .await?
-                .into_iter()
-                .map(|row| -> Result<(i64, String), sqlx::Error> { Ok((row.try_get(0)?, row.try_get(1)?)) })
-                .collect::<Result<Vec<_>, _>>()?;
-            let total = if with_total {
-                let mut q = sqlx::query(AssertSqlSafe(count_sql)).bind(res_type);
-                for id in ids.unwrap_or_default() {
-                    q = q.bind(id.as_str());
-                }
-                Some(q.fetch_one(pool).await?.try_get::<i64, _>(0)?)
-            } else {
-                None
-            };
-            Listing { rows, total }
-        });
-        Ok(listing)
     }
 }

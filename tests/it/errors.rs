@@ -55,6 +55,9 @@ async fn errors_are_operation_outcomes(backend: Backend) {
             r.text
         );
     }
+    let r = app.send(app.client.post(app.base.replace("/fhir", "/health/live"))).await;
+    assert_eq!(r.status, 405);
+    assert_eq!(r.json()["resourceType"], "OperationOutcome");
     // The outside-/fhir fallback is an OperationOutcome too.
     let r = app
         .send(app.client.get(app.base.replace("/fhir", "/nope")))
@@ -124,7 +127,11 @@ async fn health_metadata_and_request_ids(backend: Backend) {
     ] {
         assert!(interactions.contains(&i), "{i}");
     }
-    assert_eq!(patient["conditionalCreate"], false);
+    assert_eq!(patient["conditionalCreate"], true);
+    let params: Vec<&str> = patient["searchParam"].as_array().unwrap().iter().map(|p| p["name"].as_str().unwrap()).collect();
+    for p in ["_id", "_lastUpdated", "name", "birthdate", "identifier", "gender"] {
+        assert!(params.contains(&p), "{p}");
+    }
     // A generated id when none is sent.
     let r = app.get("metadata").await;
     assert!(r.header("x-request-id").is_some_and(|v| v.len() >= 32));
@@ -164,7 +171,7 @@ async fn basic_search_and_paging(backend: Backend) {
     let by_id = app.get("Patient?_id=s1,s3").await.json();
     assert_eq!(by_id["entry"].as_array().unwrap().len(), 2);
     // Unknown parameters are reported, or refused under handling=strict.
-    let lenient = app.get("Patient?family=x").await.json();
+    let lenient = app.get("Patient?nonsense=x").await.json();
     let last = lenient["entry"].as_array().unwrap().last().unwrap().clone();
     assert_eq!(last["search"]["mode"], "outcome");
     let strict = app

@@ -1,0 +1,436 @@
+//! A whole search: its clauses, sort, cursor and result controls, parsed from
+//! the request parameters and turned into page and count SQL.
+
+use base64::Engine;
+use serde_json::{json, Value};
+
+use super::definitions::{ParamKind, Registry};
+use super::query::{parse_clause, Clause, MAX_CLAUSES, RESULT_PARAMS};
+use super::sql::{clause, Bind, Sql};
+use crate::service::ServiceError;
+
+/// Most `_sort` keys.
+pub const MAX_SORT_KEYS: usize = 4;
+/// Most `_include` / `_revinclude` parameters.
+pub const MAX_INCLUDE_PARAMS: usize = 16;
+
+/// How a sort key's values compare (and are bound back from a cursor).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum KeyType {
+    Text,
+    Int,
+    Real,
+}
+
+/// One `_sort` key: an SQL expression over alias `r` and its direction.
+#[derive(Debug, Clone)]
+pub struct SortKey {
+    pub name: String,
+    pub expr: String,
+    pub descending: bool,
+    pub key_type: KeyType,
+}
+
+/// `_include` / `_revinclude`: `Source:param[:Target]`, or `*`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct IncludeSpec {
+    pub source: String,
+    /// `None` for `*` (every reference parameter).
+    pub param: Option<String>,
+    pub target: Option<String>,
+    pub iterate: bool,
+}
+
+/// `_total`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Total {
+    None,
+    Accurate,
+}
+
+/// `_summary`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Summary {
+    False,
+    True,
+    Text,
+    Data,
+    Count,
+}
+
+/// A parsed search.
+#[derive(Debug, Clone)]
+pub struct SearchPlan {
+    /// The types searched (one for a type search; `_type` or all for system search).
+    pub types: Vec<String>,
+    pub clauses: Vec<(String, Clause)>,
+    /// Restricts results to a compartment (`Patient/123/Observation`, `$everything`).
+    pub compartment: Option<Compartment>,
+    pub sort: Vec<(String, bool)>,
+    pub count: usize,
+    pub cursor: Option<Cursor>,
+    pub includes: Vec<IncludeSpec>,
+    pub revincludes: Vec<IncludeSpec>,
+    pub total: Total,
+    pub summary: Summary,
+    pub elements: Option<Vec<String>>,
+    /// Parameters that were not understood (reported in the outcome).
+    pub ignored: Vec<String>,
+    /// The parameters to repeat in paging links (filters and controls).
+    pub link_params: Vec<(String, String)>,
+}
+
+/// A compartment: the resources that reference `owner` through the
+/// compartment's parameters for their type (and the owner itself).
+#[derive(Debug, Clone)]
+pub struct Compartment {
+    pub owner_type: String,
+    pub owner_id: String,
+    pub include_owner: bool,
+    /// `(resource type, parameters)` pairs from the CompartmentDefinition.
+    pub members: Vec<(String, Vec<String>)>,
+}
+
+impl Compartment {
+    fn sql(&self, sql: &mut Sql) -> String {
+        let (ot, oid) = (sql.text(&self.owner_type), sql.text(&self.owner_id));
+        let mut member_conds = Vec::new();
+        for (t, params) in &self.members {
+            if params.is_empty() {
+                continue;
+            }
+            let tm = sql.text(t);
+            let ps: Vec<String> = params.iter().map(|p| sql.text(p)).collect();
+            member_conds.push(format!("(x.res_type = {tm} AND x.param IN ({}))", ps.join(", ")));
+        }
+        let members = if member_conds.is_empty() {
+            "1 = 0".to_string()
+        } else {
+            format!(
+                "r.rid IN (SELECT x.rid FROM idx_reference x WHERE x.target_type = {ot} AND x.target_id = {oid} AND ({}))",
+                member_conds.join(" OR ")
+            )
+        };
+        if self.include_owner {
+            format!("((r.res_type = {ot} AND r.res_id = {oid}) OR {members})")
+        } else {
+            members
+        }
+    }
+}
+
+/// A keyset position: the sort-key values and rid of the row to continue
+/// after (`next`) or before (`previous`).
+#[derive(Debug, Clone, PartialEq)]
+pub struct Cursor {
+    pub backwards: bool,
+    pub keys: Vec<Option<String>>,
+    pub rid: i64,
+}
+
+impl Cursor {
+    pub fn encode(&self) -> String {
+        let v = json!({"b": self.backwards, "k": self.keys, "r": self.rid});
+        base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(v.to_string())
+    }
+
+    pub fn decode(text: &str) -> Result<Cursor, ServiceError> {
+        let err = || ServiceError::invalid("_cursor is not a cursor this server issued", Some("_cursor"));
+        let bytes = base64::engine::general_purpose::URL_SAFE_NO_PAD.decode(text).map_err(|_| err())?;
+        let v: Value = serde_json::from_slice(&bytes).map_err(|_| err())?;
+        Ok(Cursor {
+            backwards: v["b"].as_bool().ok_or_else(err)?,
+            keys: v["k"]
+                .as_array()
+                .ok_or_else(err)?
+                .iter()
+                .map(|k| k.as_str().map(str::to_string))
+                .collect(),
+            rid: v["r"].as_i64().ok_or_else(err)?,
+        })
+    }
+}
+
+fn bad(name: &str, message: impl Into<String>) -> ServiceError {
+    ServiceError::invalid(format!("{name}: {}", message.into()), Some(name))
+}
+
+fn parse_include(value: &str, name: &str, iterate: bool) -> Result<IncludeSpec, ServiceError> {
+    if value == "*" {
+        return Ok(IncludeSpec { source: "*".into(), param: None, target: None, iterate });
+    }
+    let parts: Vec<&str> = value.split(':').collect();
+    let spec = match parts.as_slice() {
+        [s, "*"] => IncludeSpec { source: s.to_string(), param: None, target: None, iterate },
+        [s, p] => IncludeSpec { source: s.to_string(), param: Some(p.to_string()), target: None, iterate },
+        [s, p, t] => IncludeSpec { source: s.to_string(), param: Some(p.to_string()), target: Some(t.to_string()), iterate },
+        _ => return Err(bad(name, "use Type:parameter[:TargetType]")),
+    };
+    if crate::fhir::ResourceType::parse(&spec.source).is_none() {
+        return Err(bad(name, format!("unknown resource type '{}'", spec.source)));
+    }
+    if let Some(t) = &spec.target {
+        if crate::fhir::ResourceType::parse(t).is_none() {
+            return Err(bad(name, format!("unknown resource type '{t}'")));
+        }
+    }
+    Ok(spec)
+}
+
+impl SearchPlan {
+    /// Parses `params` for a search over `types` (one type, or several for `_type`).
+    pub fn parse(
+        reg: &Registry,
+        types: Vec<String>,
+        params: &[(String, String)],
+        default_count: usize,
+        max_count: usize,
+    ) -> Result<SearchPlan, ServiceError> {
+        let mut plan = SearchPlan {
+            types,
+            clauses: vec![],
+            compartment: None,
+            sort: vec![],
+            count: default_count,
+            cursor: None,
+            includes: vec![],
+            revincludes: vec![],
+            total: Total::None,
+            summary: Summary::False,
+            elements: None,
+            ignored: vec![],
+            link_params: vec![],
+        };
+        for (name, value) in params {
+            let base = name.split(':').next().unwrap_or("");
+            if RESULT_PARAMS.contains(&base) {
+                match base {
+                    "_count" => {
+                        let n: usize = value.parse().map_err(|_| bad("_count", "must be a non-negative integer"))?;
+                        if n > max_count {
+                            return Err(bad("_count", format!("may be at most {max_count}")));
+                        }
+                        plan.count = n;
+                    }
+                    "_sort" => {
+                        for key in value.split(',') {
+                            let (desc, code) = match key.strip_prefix('-') {
+                                Some(c) => (true, c),
+                                None => (false, key),
+                            };
+                            plan.sort.push((code.to_string(), desc));
+                        }
+                        if plan.sort.len() > MAX_SORT_KEYS {
+                            return Err(bad("_sort", format!("at most {MAX_SORT_KEYS} keys")));
+                        }
+                        plan.link_params.push((name.clone(), value.clone()));
+                    }
+                    "_include" | "_revinclude" => {
+                        let iterate = name.ends_with(":iterate") || name.ends_with(":recurse");
+                        let spec = parse_include(value, name, iterate)?;
+                        if base == "_include" {
+                            plan.includes.push(spec);
+                        } else {
+                            plan.revincludes.push(spec);
+                        }
+                        if plan.includes.len() + plan.revincludes.len() > MAX_INCLUDE_PARAMS {
+                            return Err(bad(base, format!("at most {MAX_INCLUDE_PARAMS} include parameters")));
+                        }
+                        plan.link_params.push((name.clone(), value.clone()));
+                    }
+                    "_total" => {
+                        plan.total = match value.as_str() {
+                            "none" => Total::None,
+                            "accurate" | "estimate" => Total::Accurate,
+                            _ => return Err(bad("_total", "must be none, estimate or accurate")),
+                        };
+                        plan.link_params.push((name.clone(), value.clone()));
+                    }
+                    "_summary" => {
+                        plan.summary = match value.as_str() {
+                            "false" => Summary::False,
+                            "true" => Summary::True,
+                            "text" => Summary::Text,
+                            "data" => Summary::Data,
+                            "count" => Summary::Count,
+                            _ => return Err(bad("_summary", "must be true, text, data, count or false")),
+                        };
+                        plan.link_params.push((name.clone(), value.clone()));
+                    }
+                    "_elements" => {
+                        plan.elements = Some(value.split(',').map(|s| s.trim().to_string()).filter(|s| !s.is_empty()).collect());
+                        plan.link_params.push((name.clone(), value.clone()));
+                    }
+                    "_cursor" => plan.cursor = Some(Cursor::decode(value)?),
+                    "_type" => plan.link_params.push((name.clone(), value.clone())),
+                    _ => {}
+                }
+                continue;
+            }
+            // A filter: it must parse for every searched type.
+            let mut parsed = None;
+            let mut unknown = false;
+            for t in &plan.types {
+                match parse_clause(reg, t, name, value, 0)? {
+                    Some(c) => parsed = Some(c),
+                    None => unknown = true,
+                }
+                if unknown {
+                    break;
+                }
+            }
+            match (parsed, unknown) {
+                (Some(c), false) => {
+                    plan.clauses.push((name.clone(), c));
+                    plan.link_params.push((name.clone(), value.clone()));
+                }
+                _ => plan.ignored.push(name.clone()),
+            }
+            if plan.clauses.len() > MAX_CLAUSES {
+                return Err(ServiceError::invalid(format!("a search may have at most {MAX_CLAUSES} parameters"), None));
+            }
+        }
+        // Validate sort keys now that the types are known.
+        for (code, _) in &plan.sort {
+            if code != "_id" && code != "_lastUpdated" && plan.types.iter().any(|t| reg.get(t, code).is_none()) {
+                return Err(bad("_sort", format!("'{code}' is not a search parameter of the searched type")));
+            }
+        }
+        Ok(plan)
+    }
+
+    /// The WHERE conditions on alias `r` (type, liveness, every clause).
+    fn where_sql(&self, sql: &mut Sql) -> Result<String, ServiceError> {
+        let mut conds = vec!["r.deleted = 0".to_string()];
+        let marks: Vec<String> = self.types.iter().map(|t| sql.text(t)).collect();
+        conds.push(if marks.len() == 1 {
+            format!("r.res_type = {}", marks[0])
+        } else {
+            format!("r.res_type IN ({})", marks.join(", "))
+        });
+        let t = if self.types.len() == 1 { self.types[0].as_str() } else { "*" };
+        for (_, c) in &self.clauses {
+            conds.push(clause(sql, t, "r", c)?);
+        }
+        if let Some(c) = &self.compartment {
+            conds.push(c.sql(sql));
+        }
+        Ok(conds.join(" AND "))
+    }
+
+    fn sort_keys(&self, reg: &Registry, sql: &mut Sql) -> Vec<SortKey> {
+        let mut keys = Vec::new();
+        for (code, desc) in &self.sort {
+            let (expr, key_type) = match code.as_str() {
+                "_id" => ("r.res_id".to_string(), KeyType::Text),
+                "_lastUpdated" => ("r.last_updated".to_string(), KeyType::Int),
+                _ => {
+                    let Some(def) = self.types.first().and_then(|t| reg.get(t, code)) else {
+                        continue;
+                    };
+                    let p = sql.text(code);
+                    let agg = if *desc { "MAX" } else { "MIN" };
+                    let (table, col, kt, missing) = match def.kind {
+                        ParamKind::String => ("idx_string", "value_norm", KeyType::Text, "''"),
+                        ParamKind::Token => ("idx_token", "code", KeyType::Text, "''"),
+                        ParamKind::Reference => ("idx_reference", "target_id", KeyType::Text, "''"),
+                        ParamKind::Uri => ("idx_uri", "value", KeyType::Text, "''"),
+                        ParamKind::Date => ("idx_date", if *desc { "high_ms" } else { "low_ms" }, KeyType::Int, "-4611686018427387904"),
+                        ParamKind::Number => ("idx_number", if *desc { "high" } else { "low" }, KeyType::Real, "-1e300"),
+                        ParamKind::Quantity => ("idx_quantity", if *desc { "high" } else { "low" }, KeyType::Real, "-1e300"),
+                        ParamKind::Composite | ParamKind::Special => continue,
+                    };
+                    (
+                        format!("COALESCE((SELECT {agg}(s.{col}) FROM {table} s WHERE s.rid = r.rid AND s.param = {p}), {missing})"),
+                        kt,
+                    )
+                }
+            };
+            keys.push(SortKey { name: code.clone(), expr, descending: *desc, key_type });
+        }
+        keys
+    }
+
+    /// SQL for one page (`count + 1` rows, to know whether more follow).
+    /// Returns the SQL, its binds and the number of sort keys selected.
+    pub fn page_sql(&self, reg: &Registry) -> Result<(String, Vec<Bind>, usize), ServiceError> {
+        let mut sql = Sql::default();
+        let keys = self.sort_keys(reg, &mut sql);
+        let where_sql = self.where_sql(&mut sql)?;
+        let key_cols: String = keys.iter().enumerate().map(|(i, k)| format!(", {} AS k{i}", k.expr)).collect();
+        let key_text: String = (0..keys.len()).map(|i| format!(", CAST(q.k{i} AS TEXT)")).collect();
+        let backwards = self.cursor.as_ref().is_some_and(|c| c.backwards);
+        // Keyset condition.
+        let mut keyset = String::from("1 = 1");
+        if let Some(c) = &self.cursor {
+            if c.keys.len() != keys.len() {
+                return Err(ServiceError::invalid("_cursor does not belong to this search", Some("_cursor")));
+            }
+            let mut ors = Vec::new();
+            let rid = sql.bind(Bind::Int(c.rid));
+            for i in 0..=keys.len() {
+                let mut ands = Vec::new();
+                for (j, k) in keys.iter().enumerate().take(i) {
+                    let v = bind_key(&mut sql, k.key_type, c.keys[j].as_deref())?;
+                    ands.push(format!("q.k{j} = {v}"));
+                }
+                if i < keys.len() {
+                    let k = &keys[i];
+                    let v = bind_key(&mut sql, k.key_type, c.keys[i].as_deref())?;
+                    let forward_gt = !k.descending;
+                    let op = if forward_gt != backwards { ">" } else { "<" };
+                    ands.push(format!("q.k{i} {op} {v}"));
+                } else {
+                    let op = if backwards { "<" } else { ">" };
+                    ands.push(format!("q.rid {op} {rid}"));
+                }
+                ors.push(format!("({})", ands.join(" AND ")));
+            }
+            keyset = ors.join(" OR ");
+        }
+        let mut order: Vec<String> = keys
+            .iter()
+            .enumerate()
+            .map(|(i, k)| format!("q.k{i} {}", if k.descending != backwards { "DESC" } else { "ASC" }))
+            .collect();
+        order.push(format!("q.rid {}", if backwards { "DESC" } else { "ASC" }));
+        let limit = sql.bind(Bind::Int(self.count as i64 + 1));
+        let text = format!(
+            "SELECT q.rid, q.res_type, q.res_id, v.content{key_text} FROM \
+             (SELECT r.rid, r.res_type, r.res_id, r.version{key_cols} FROM resources r WHERE {where_sql}) q \
+             JOIN resource_versions v ON v.rid = q.rid AND v.version = q.version \
+             WHERE {keyset} ORDER BY {} LIMIT {limit}",
+            order.join(", ")
+        );
+        Ok((text, sql.binds, keys.len()))
+    }
+
+    /// SQL counting every match.
+    pub fn count_sql(&self) -> Result<(String, Vec<Bind>), ServiceError> {
+        let mut sql = Sql::default();
+        let where_sql = self.where_sql(&mut sql)?;
+        Ok((format!("SELECT COUNT(*) FROM resources r WHERE {where_sql}"), sql.binds))
+    }
+}
+
+fn bind_key(sql: &mut Sql, kt: KeyType, v: Option<&str>) -> Result<String, ServiceError> {
+    let err = || ServiceError::invalid("_cursor does not belong to this search", Some("_cursor"));
+    let v = v.unwrap_or("");
+    Ok(match kt {
+        KeyType::Text => sql.text(v),
+        KeyType::Int => sql.bind(Bind::Int(v.parse().map_err(|_| err())?)),
+        KeyType::Real => sql.bind(Bind::Real(v.parse().map_err(|_| err())?)),
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn cursor_round_trip() {
+        let c = Cursor { backwards: true, keys: vec![Some("a".into()), None], rid: 42 };
+        assert_eq!(Cursor::decode(&c.encode()).unwrap(), c);
+        assert!(Cursor::decode("nonsense!").is_err());
+    }
+}

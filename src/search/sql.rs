@@ -1,0 +1,318 @@
+//! SQL for search clauses. Every value is a bound parameter; the text is
+//! built only from fixed fragments, table/column names and placeholder numbers.
+//! Conditions take the form `r.rid IN (SELECT rid FROM idx_… WHERE …)` so that
+//! each index table is entered through its (res_type, param, value) index.
+
+use super::dates;
+use super::definitions::ParamKind;
+use super::query::{Clause, Modifier};
+use super::values::{parse_decimal, parse_quantity, parse_token, unescape, Prefix};
+use crate::fhir::instant::now_ms;
+use crate::service::ServiceError;
+
+pub use crate::store::Bind;
+
+/// SQL text under construction with its bound values.
+#[derive(Debug, Default, Clone)]
+pub struct Sql {
+    pub binds: Vec<Bind>,
+}
+
+impl Sql {
+    /// Binds `b` and returns its placeholder (`$n`).
+    pub fn bind(&mut self, b: Bind) -> String {
+        self.binds.push(b);
+        format!("${}", self.binds.len())
+    }
+
+    pub fn text(&mut self, s: &str) -> String {
+        self.bind(Bind::Text(s.to_string()))
+    }
+}
+
+fn bad(name: &str, message: impl Into<String>) -> ServiceError {
+    ServiceError::invalid(format!("search parameter '{name}': {}", message.into()), Some(name))
+}
+
+/// The smallest string greater than every string starting with `prefix`
+/// (for index-friendly starts-with ranges).
+pub fn prefix_end(prefix: &str) -> String {
+    let mut s = prefix.to_string();
+    s.push(char::MAX);
+    s
+}
+
+/// The SQL for the resource type of alias `r`: a bound name, or for a
+/// search over several types (`*`) the row's own type.
+fn type_expr(sql: &mut Sql, res_type: &str, r: &str) -> String {
+    if res_type == "*" {
+        format!("{r}.res_type")
+    } else {
+        sql.text(res_type)
+    }
+}
+
+/// Condition on resource alias `r` for one clause of a search on `res_type`
+/// (`*` when several types are searched).
+pub fn clause(sql: &mut Sql, res_type: &str, r: &str, c: &Clause) -> Result<String, ServiceError> {
+    match c {
+        Clause::Param { def, modifier, values } => param(sql, res_type, r, &def.code, def.kind, modifier, values),
+        Clause::Chain { def, target, inner } => {
+            let t = type_expr(sql, res_type, r);
+            let (p, tt) = (sql.text(&def.code), sql.text(target));
+            let r2 = format!("{r}c");
+            let inner_sql = clause(sql, target, &r2, inner)?;
+            Ok(format!(
+                "{r}.rid IN (SELECT x.rid FROM idx_reference x WHERE x.res_type = {t} AND x.param = {p} \
+                 AND x.target_type = {tt} AND x.target_id IN (SELECT {r2}.res_id FROM resources {r2} \
+                 WHERE {r2}.res_type = {tt} AND {r2}.deleted = 0 AND {inner_sql}))"
+            ))
+        }
+        Clause::Has { source, def, inner } => {
+            let me = type_expr(sql, res_type, r);
+            let (s, p) = (sql.text(source), sql.text(&def.code));
+            let r2 = format!("{r}h");
+            let inner_sql = clause(sql, source, &r2, inner)?;
+            Ok(format!(
+                "{r}.res_id IN (SELECT x.target_id FROM idx_reference x WHERE x.res_type = {s} AND x.param = {p} \
+                 AND x.target_type = {me} AND x.rid IN (SELECT {r2}.rid FROM resources {r2} \
+                 WHERE {r2}.res_type = {s} AND {r2}.deleted = 0 AND {inner_sql}))"
+            ))
+        }
+    }
+}
+
+fn table(kind: ParamKind) -> &'static str {
+    match kind {
+        ParamKind::String => "idx_string",
+        ParamKind::Token => "idx_token",
+        ParamKind::Reference => "idx_reference",
+        ParamKind::Date => "idx_date",
+        ParamKind::Number => "idx_number",
+        ParamKind::Quantity => "idx_quantity",
+        ParamKind::Uri => "idx_uri",
+        ParamKind::Composite | ParamKind::Special => "idx_composite",
+    }
+}
+
+#[allow(clippy::too_many_arguments)]
+fn param(
+    sql: &mut Sql,
+    res_type: &str,
+    r: &str,
+    code: &str,
+    kind: ParamKind,
+    modifier: &Modifier,
+    values: &[String],
+) -> Result<String, ServiceError> {
+    // Specials answered from the resources table itself.
+    if code == "_id" {
+        let marks: Vec<String> = values.iter().map(|v| sql.text(&unescape(v))).collect();
+        let op = if *modifier == Modifier::Not { "NOT IN" } else { "IN" };
+        return Ok(format!("{r}.res_id {op} ({})", marks.join(", ")));
+    }
+    if code == "_lastUpdated" {
+        let mut ors = Vec::new();
+        for v in values {
+            ors.push(date_cond(sql, code, &format!("{r}.last_updated"), &format!("{r}.last_updated"), v)?);
+        }
+        return Ok(format!("({})", ors.join(" OR ")));
+    }
+    let t = table(kind);
+    // `:of-type` values are indexed under their own parameter name.
+    let stored = if *modifier == Modifier::OfType { format!("{code}:of-type") } else { code.to_string() };
+    let rt = type_expr(sql, res_type, r);
+    let p = sql.text(&stored);
+    let subquery = |cond: &str| format!("SELECT x.rid FROM {t} x WHERE x.res_type = {rt} AND x.param = {p} AND ({cond})");
+    if *modifier == Modifier::Missing {
+        let any = format!("SELECT x.rid FROM {t} x WHERE x.res_type = {rt} AND x.param = {p}");
+        let op = if values.first().map(String::as_str) == Some("true") { "NOT IN" } else { "IN" };
+        return Ok(format!("{r}.rid {op} ({any})"));
+    }
+    let mut ors = Vec::with_capacity(values.len());
+    for v in values {
+        ors.push(value_cond(sql, code, kind, modifier, v)?);
+    }
+    let cond = ors.join(" OR ");
+    let op = if *modifier == Modifier::Not { "NOT IN" } else { "IN" };
+    Ok(format!("{r}.rid {op} ({})", subquery(&cond)))
+}
+
+fn value_cond(sql: &mut Sql, name: &str, kind: ParamKind, modifier: &Modifier, v: &str) -> Result<String, ServiceError> {
+    Ok(match kind {
+        ParamKind::String => {
+            let norm = super::normalize::fold(&unescape(v));
+            match modifier {
+                Modifier::Exact => format!("x.value = {}", sql.text(&unescape(v))),
+                Modifier::Contains => {
+                    let pattern = format!("%{}%", like_escape(&norm));
+                    format!("x.value_norm LIKE {} ESCAPE '\\'", sql.text(&pattern))
+                }
+                Modifier::None | Modifier::Text => {
+                    let (lo, hi) = (sql.text(&norm), sql.text(&prefix_end(&norm)));
+                    format!("(x.value_norm >= {lo} AND x.value_norm < {hi})")
+                }
+                m => return Err(bad(name, format!("modifier {m:?} does not apply to strings"))),
+            }
+        }
+        ParamKind::Token => token_cond(sql, name, modifier, v)?,
+        ParamKind::Reference => reference_cond(sql, name, modifier, v)?,
+        ParamKind::Date => date_cond(sql, name, "x.low_ms", "x.high_ms", v)?,
+        ParamKind::Number => {
+            let (prefix, num) = Prefix::split(v);
+            let d = parse_decimal(num).ok_or_else(|| bad(name, format!("'{v}' is not a number")))?;
+            number_cond(sql, prefix, d.value, d.half_width)
+        }
+        ParamKind::Quantity => {
+            let q = parse_quantity(v).ok_or_else(|| bad(name, format!("'{v}' is not a quantity ([prefix]number|system|code)")))?;
+            let mut cond = number_cond(sql, q.prefix, q.number.value, q.number.half_width);
+            if let Some(code) = &q.code {
+                cond = format!("{cond} AND x.code = {}", sql.text(code));
+            }
+            if let Some(system) = &q.system {
+                cond = format!("{cond} AND x.system = {}", sql.text(system));
+            }
+            format!("({cond})")
+        }
+        ParamKind::Uri => {
+            let u = unescape(v);
+            match modifier {
+                Modifier::None | Modifier::Exact => format!("x.value = {}", sql.text(&u)),
+                Modifier::Below => {
+                    let (lo, hi) = (sql.text(&u), sql.text(&prefix_end(&u)));
+                    format!("(x.value >= {lo} AND x.value < {hi})")
+                }
+                Modifier::Above => {
+                    let full = sql.text(&u);
+                    format!("substr({full}, 1, length(x.value)) = x.value")
+                }
+                Modifier::Contains => {
+                    let pattern = format!("%{}%", like_escape(&u));
+                    format!("x.value LIKE {} ESCAPE '\\'", sql.text(&pattern))
+                }
+                m => return Err(bad(name, format!("modifier {m:?} does not apply to uris"))),
+            }
+        }
+        ParamKind::Composite | ParamKind::Special => {
+            return Err(ServiceError::not_supported(format!("search parameter '{name}' ({}) is not supported yet", kind.as_str())))
+        }
+    })
+}
+
+fn like_escape(s: &str) -> String {
+    s.replace('\\', "\\\\").replace('%', "\\%").replace('_', "\\_")
+}
+
+fn token_cond(sql: &mut Sql, name: &str, modifier: &Modifier, v: &str) -> Result<String, ServiceError> {
+    match modifier {
+        Modifier::Text => {
+            let norm = super::normalize::fold(&unescape(v));
+            let (lo, hi) = (sql.text(&norm), sql.text(&prefix_end(&norm)));
+            return Ok(format!("(x.text_norm >= {lo} AND x.text_norm < {hi})"));
+        }
+        Modifier::OfType => {
+            let parts = super::values::split_escaped(v, '|');
+            let [system, code, value] = parts.as_slice() else {
+                return Err(bad(name, ":of-type takes system|code|value"));
+            };
+            return Ok(format!(
+                "x.system = {} AND x.code = {}",
+                sql.text(system),
+                sql.text(&format!("{code}|{value}"))
+            ));
+        }
+        Modifier::None | Modifier::Not => {}
+        Modifier::In | Modifier::NotIn | Modifier::Above | Modifier::Below => {
+            return Err(ServiceError::not_supported(format!("search parameter '{name}': this token modifier is not supported yet")))
+        }
+        m => return Err(bad(name, format!("modifier {m:?} does not apply to tokens"))),
+    }
+    let tok = parse_token(v);
+    let mut parts = Vec::new();
+    if let Some(code) = &tok.code {
+        parts.push(format!("x.code = {}", sql.text(code)));
+    }
+    match tok.system.as_deref() {
+        Some("") => parts.push("x.system IS NULL".into()),
+        Some(s) => parts.push(format!("x.system = {}", sql.text(s))),
+        None => {}
+    }
+    if parts.is_empty() {
+        return Err(bad(name, "a token needs a code or a system"));
+    }
+    Ok(format!("({})", parts.join(" AND ")))
+}
+
+fn reference_cond(sql: &mut Sql, name: &str, modifier: &Modifier, v: &str) -> Result<String, ServiceError> {
+    let v = unescape(v);
+    if *modifier == Modifier::Identifier {
+        return Err(ServiceError::not_supported(format!("search parameter '{name}': :identifier is not supported yet")));
+    }
+    let row = super::to_rows::parse_reference(name, &v);
+    let type_filter = match modifier {
+        Modifier::Type(t) => Some(t.clone()),
+        Modifier::None => row.target_type.clone(),
+        m => return Err(bad(name, format!("modifier {m:?} does not apply to references"))),
+    };
+    if let Some(id) = row.target_id.as_deref().or_else(|| {
+        // A bare id (`subject=123`).
+        (!v.contains('/') && !v.contains(':') && crate::fhir::is_valid_id(&v)).then_some(v.as_str())
+    }) {
+        let mut cond = format!("x.target_id = {}", sql.text(id));
+        if let Some(t) = type_filter {
+            cond = format!("{cond} AND x.target_type = {}", sql.text(&t));
+        }
+        return Ok(format!("({cond})"));
+    }
+    Ok(format!("x.target_url = {}", sql.text(&v)))
+}
+
+/// A date comparison between the stored range [`lo_col`, `hi_col`] and `value`.
+pub fn date_cond(sql: &mut Sql, name: &str, lo_col: &str, hi_col: &str, value: &str) -> Result<String, ServiceError> {
+    let (prefix, text) = Prefix::split(value);
+    let (lo, hi) = dates::range(text).ok_or_else(|| bad(name, format!("'{value}' is not a valid date, dateTime or instant")))?;
+    let (l, h) = (sql.bind(Bind::Int(lo)), sql.bind(Bind::Int(hi)));
+    Ok(match prefix {
+        Prefix::Eq => format!("({lo_col} >= {l} AND {hi_col} <= {h})"),
+        Prefix::Ne => format!("NOT ({lo_col} >= {l} AND {hi_col} <= {h})"),
+        Prefix::Gt => format!("{hi_col} > {h}"),
+        Prefix::Lt => format!("{lo_col} < {l}"),
+        Prefix::Ge => format!("({hi_col} >= {l})"),
+        Prefix::Le => format!("({lo_col} <= {h})"),
+        Prefix::Sa => format!("{lo_col} > {h}"),
+        Prefix::Eb => format!("{hi_col} < {l}"),
+        Prefix::Ap => {
+            // Approximately: within 10 % of the distance from now, at least a day.
+            let now = now_ms();
+            let slack = ((now - lo).abs() / 10).max(86_400_000);
+            let (al, ah) = (sql.bind(Bind::Int(lo - slack)), sql.bind(Bind::Int(hi + slack)));
+            format!("({lo_col} <= {ah} AND {hi_col} >= {al})")
+        }
+    })
+}
+
+/// A number comparison: the resource value (centre of the stored range)
+/// against the search value with its implied precision.
+fn number_cond(sql: &mut Sql, prefix: Prefix, value: f64, half_width: f64) -> String {
+    let centre = "((x.low + x.high) / 2)";
+    let b = |sql: &mut Sql, f: f64| sql.bind(Bind::Real(f));
+    match prefix {
+        Prefix::Eq => {
+            let (l, h) = (b(sql, value - half_width), b(sql, value + half_width));
+            format!("({centre} >= {l} AND {centre} < {h})")
+        }
+        Prefix::Ne => {
+            let (l, h) = (b(sql, value - half_width), b(sql, value + half_width));
+            format!("NOT ({centre} >= {l} AND {centre} < {h})")
+        }
+        Prefix::Gt | Prefix::Sa => format!("{centre} > {}", b(sql, value)),
+        Prefix::Lt | Prefix::Eb => format!("{centre} < {}", b(sql, value)),
+        Prefix::Ge => format!("{centre} >= {}", b(sql, value)),
+        Prefix::Le => format!("{centre} <= {}", b(sql, value)),
+        Prefix::Ap => {
+            let slack = (value.abs() * 0.1).max(half_width);
+            let (l, h) = (b(sql, value - slack), b(sql, value + slack));
+            format!("({centre} >= {l} AND {centre} <= {h})")
+        }
+    }
+}
