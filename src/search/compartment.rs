@@ -7,13 +7,21 @@ use serde_json::Value;
 
 /// `(resource type, parameters)` for every type in the Patient compartment.
 pub static PATIENT: LazyLock<Vec<(String, Vec<String>)>> = LazyLock::new(|| {
-    let def: Value = serde_json::from_str(include_str!("../../fhir-profiles/compartmentdefinition-patient.json")).unwrap_or_default();
+    let def: Value = serde_json::from_str(include_str!(
+        "../../fhir-profiles/compartmentdefinition-patient.json"
+    ))
+    .unwrap_or_default();
     def["resource"]
         .as_array()
         .into_iter()
         .flatten()
         .filter_map(|r| {
-            let params: Vec<String> = r["param"].as_array()?.iter().filter_map(Value::as_str).map(str::to_string).collect();
+            let params: Vec<String> = r["param"]
+                .as_array()?
+                .iter()
+                .filter_map(Value::as_str)
+                .map(str::to_string)
+                .collect();
             Some((r["code"].as_str()?.to_string(), params))
         })
         .collect()
@@ -21,7 +29,10 @@ pub static PATIENT: LazyLock<Vec<(String, Vec<String>)>> = LazyLock::new(|| {
 
 /// The compartment parameters of `res_type`, if it belongs to the Patient compartment.
 pub fn patient_params(res_type: &str) -> Option<&'static [String]> {
-    PATIENT.iter().find(|(t, _)| t == res_type).map(|(_, p)| p.as_slice())
+    PATIENT
+        .iter()
+        .find(|(t, _)| t == res_type)
+        .map(|(_, p)| p.as_slice())
 }
 
 #[cfg(test)]

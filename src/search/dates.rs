@@ -42,8 +42,14 @@ pub fn range(text: &str) -> Option<(i64, i64)> {
     };
     let mut it = date_part.split('-');
     let year: i32 = num(it.next()?, 4)?;
-    let month: Option<u8> = it.next().map(|m| num(m, 2)).map_or(Some(None), |m| m.map(Some))?;
-    let day: Option<u8> = it.next().map(|d| num(d, 2)).map_or(Some(None), |d| d.map(Some))?;
+    let month: Option<u8> = it
+        .next()
+        .map(|m| num(m, 2))
+        .map_or(Some(None), |m| m.map(Some))?;
+    let day: Option<u8> = it
+        .next()
+        .map(|d| num(d, 2))
+        .map_or(Some(None), |d| d.map(Some))?;
     if it.next().is_some() {
         return None;
     }
@@ -54,19 +60,30 @@ pub fn range(text: &str) -> Option<(i64, i64)> {
         let end = match (month, day) {
             (None, _) => Date::from_calendar_date(year + 1, Month::January, 1).ok()?,
             (Some(_), None) => {
-                let (y, m) = if start_month == Month::December { (year + 1, Month::January) } else { (year, start_month.next()) };
+                let (y, m) = if start_month == Month::December {
+                    (year + 1, Month::January)
+                } else {
+                    (year, start_month.next())
+                };
                 Date::from_calendar_date(y, m, 1).ok()?
             }
             (Some(_), Some(_)) => start.next_day()?,
         };
-        return Some((ms(utc(start, Time::MIDNIGHT)), ms(utc(end, Time::MIDNIGHT)) - 1));
+        return Some((
+            ms(utc(start, Time::MIDNIGHT)),
+            ms(utc(end, Time::MIDNIGHT)) - 1,
+        ));
     };
     let (month, day) = (month?, day?);
     let date = Date::from_calendar_date(year, Month::try_from(month).ok()?, day).ok()?;
     // Split the clock from the zone.
     let zpos = time_text.find(['Z', '+', '-']).unwrap_or(time_text.len());
     let (clock, zone_text) = time_text.split_at(zpos);
-    let offset = if zone_text.is_empty() { UtcOffset::UTC } else { zone(zone_text)? };
+    let offset = if zone_text.is_empty() {
+        UtcOffset::UTC
+    } else {
+        zone(zone_text)?
+    };
     let (hms, frac) = match clock.split_once('.') {
         Some((a, f)) => (a, Some(f)),
         None => (clock, None),
@@ -91,7 +108,10 @@ pub fn range(text: &str) -> Option<(i64, i64)> {
             }
             let digits = &f[..f.len().min(3)];
             let padded = format!("{digits:0<3}");
-            (padded.parse().ok()?, 10i64.pow(3 - digits.len() as u32).max(1))
+            (
+                padded.parse().ok()?,
+                10i64.pow(3 - digits.len() as u32).max(1),
+            )
         }
     };
     let t = Time::from_hms_milli(hour, minute, second.unwrap_or(0), milli).ok()?;
@@ -122,12 +142,24 @@ mod tests {
         assert_eq!(lo, lo2);
         let (lo, hi) = range("2023-03-05T10:15:30.5Z").unwrap();
         assert_eq!(hi - lo + 1, 100);
-        assert_eq!(range("2023-03-05T10:15:30.123Z").map(|(l, h)| h - l), Some(0));
+        assert_eq!(
+            range("2023-03-05T10:15:30.123Z").map(|(l, h)| h - l),
+            Some(0)
+        );
     }
 
     #[test]
     fn rejects_garbage() {
-        for bad in ["", "20", "2023-13", "2023-02-30", "2023-1-1", "yesterday", "2023-03-05T25:00", "2023-03-05T10"] {
+        for bad in [
+            "",
+            "20",
+            "2023-13",
+            "2023-02-30",
+            "2023-1-1",
+            "yesterday",
+            "2023-03-05T25:00",
+            "2023-03-05T10",
+        ] {
             assert!(range(bad).is_none(), "{bad}");
         }
     }

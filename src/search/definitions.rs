@@ -126,7 +126,9 @@ fn split_union(expr: &str) -> Vec<&str> {
 /// `Observation`, `(Observation.value as Quantity)` → `Observation`).
 fn branch_root(branch: &str) -> &str {
     let b = branch.trim_start_matches('(').trim();
-    let end = b.find(|c: char| !c.is_ascii_alphanumeric()).unwrap_or(b.len());
+    let end = b
+        .find(|c: char| !c.is_ascii_alphanumeric())
+        .unwrap_or(b.len());
     &b[..end]
 }
 
@@ -170,7 +172,12 @@ impl Registry {
             return;
         };
         let url = sp["url"].as_str().unwrap_or_default().to_string();
-        let bases: Vec<&str> = sp["base"].as_array().into_iter().flatten().filter_map(Value::as_str).collect();
+        let bases: Vec<&str> = sp["base"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .filter_map(Value::as_str)
+            .collect();
         let mut types: Vec<&str> = Vec::new();
         for base in &bases {
             if *base == "Resource" || *base == "DomainResource" {
@@ -179,7 +186,9 @@ impl Registry {
                 types.push(base);
             }
         }
-        let generic = bases.iter().any(|b| *b == "Resource" || *b == "DomainResource");
+        let generic = bases
+            .iter()
+            .any(|b| *b == "Resource" || *b == "DomainResource");
         let targets: Vec<String> = sp["target"]
             .as_array()
             .into_iter()
@@ -215,8 +224,13 @@ impl Registry {
                 resolve_filter,
                 components: components.clone(),
             });
-            self.by_url.entry(url.clone()).or_insert_with(|| def.clone());
-            self.by_type.entry(t.to_string()).or_default().insert(code.to_string(), def);
+            self.by_url
+                .entry(url.clone())
+                .or_insert_with(|| def.clone());
+            self.by_type
+                .entry(t.to_string())
+                .or_default()
+                .insert(code.to_string(), def);
         }
     }
 
@@ -232,7 +246,11 @@ impl Registry {
 
     /// Every parameter of `res_type`, in code order.
     pub fn for_type(&self, res_type: &str) -> Vec<&Arc<ParamDef>> {
-        let mut v: Vec<&Arc<ParamDef>> = self.by_type.get(res_type).map(|m| m.values().collect()).unwrap_or_default();
+        let mut v: Vec<&Arc<ParamDef>> = self
+            .by_type
+            .get(res_type)
+            .map(|m| m.values().collect())
+            .unwrap_or_default();
         v.sort_by(|a, b| a.code.cmp(&b.code));
         v
     }
@@ -244,7 +262,9 @@ mod tests {
 
     #[test]
     fn core_parameters_load_and_specialise() {
-        let p = REGISTRY.get("Observation", "patient").expect("Observation.patient");
+        let p = REGISTRY
+            .get("Observation", "patient")
+            .expect("Observation.patient");
         assert_eq!(p.kind, ParamKind::Reference);
         assert_eq!(p.expression.as_deref(), Some("Observation.subject"));
         assert_eq!(p.resolve_filter.as_deref(), Some("Patient"));
@@ -259,7 +279,13 @@ mod tests {
 
     #[test]
     fn union_split_respects_parentheses_and_quotes() {
-        assert_eq!(split_union("a | (b | c) | d.where(x = '|')"), vec!["a", "(b | c)", "d.where(x = '|')"]);
-        assert_eq!(branch_root("(Observation.value as Quantity)"), "Observation");
+        assert_eq!(
+            split_union("a | (b | c) | d.where(x = '|')"),
+            vec!["a", "(b | c)", "d.where(x = '|')"]
+        );
+        assert_eq!(
+            branch_root("(Observation.value as Quantity)"),
+            "Observation"
+        );
     }
 }

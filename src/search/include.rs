@@ -9,7 +9,10 @@ pub const MAX_INCLUDED: usize = 1_000;
 pub const MAX_INCLUDE_ROUNDS: usize = 3;
 
 fn rid_list(sql: &mut Sql, rids: &[i64]) -> String {
-    rids.iter().map(|r| sql.bind(Bind::Int(*r))).collect::<Vec<_>>().join(", ")
+    rids.iter()
+        .map(|r| sql.bind(Bind::Int(*r)))
+        .collect::<Vec<_>>()
+        .join(", ")
 }
 
 /// Resources referenced from the rows `rids` (of any type) through `spec`.
@@ -42,7 +45,13 @@ pub fn revinclude_sql(spec: &IncludeSpec, targets: &[(String, String)]) -> (Stri
     let mut sql = Sql::default();
     let pairs: Vec<String> = targets
         .iter()
-        .map(|(t, id)| format!("(x.target_type = {} AND x.target_id = {})", sql.text(t), sql.text(id)))
+        .map(|(t, id)| {
+            format!(
+                "(x.target_type = {} AND x.target_id = {})",
+                sql.text(t),
+                sql.text(id)
+            )
+        })
         .collect();
     let mut conds = vec![format!("({})", pairs.join(" OR "))];
     if spec.source != "*" {

@@ -101,7 +101,10 @@ impl Compartment {
             }
             let tm = sql.text(t);
             let ps: Vec<String> = params.iter().map(|p| sql.text(p)).collect();
-            member_conds.push(format!("(x.res_type = {tm} AND x.param IN ({}))", ps.join(", ")));
+            member_conds.push(format!(
+                "(x.res_type = {tm} AND x.param IN ({}))",
+                ps.join(", ")
+            ));
         }
         let members = if member_conds.is_empty() {
             "1 = 0".to_string()
@@ -135,8 +138,15 @@ impl Cursor {
     }
 
     pub fn decode(text: &str) -> Result<Cursor, ServiceError> {
-        let err = || ServiceError::invalid("_cursor is not a cursor this server issued", Some("_cursor"));
-        let bytes = base64::engine::general_purpose::URL_SAFE_NO_PAD.decode(text).map_err(|_| err())?;
+        let err = || {
+            ServiceError::invalid(
+                "_cursor is not a cursor this server issued",
+                Some("_cursor"),
+            )
+        };
+        let bytes = base64::engine::general_purpose::URL_SAFE_NO_PAD
+            .decode(text)
+            .map_err(|_| err())?;
         let v: Value = serde_json::from_slice(&bytes).map_err(|_| err())?;
         Ok(Cursor {
             backwards: v["b"].as_bool().ok_or_else(err)?,
@@ -157,17 +167,40 @@ fn bad(name: &str, message: impl Into<String>) -> ServiceError {
 
 fn parse_include(value: &str, name: &str, iterate: bool) -> Result<IncludeSpec, ServiceError> {
     if value == "*" {
-        return Ok(IncludeSpec { source: "*".into(), param: None, target: None, iterate });
+        return Ok(IncludeSpec {
+            source: "*".into(),
+            param: None,
+            target: None,
+            iterate,
+        });
     }
     let parts: Vec<&str> = value.split(':').collect();
     let spec = match parts.as_slice() {
-        [s, "*"] => IncludeSpec { source: s.to_string(), param: None, target: None, iterate },
-        [s, p] => IncludeSpec { source: s.to_string(), param: Some(p.to_string()), target: None, iterate },
-        [s, p, t] => IncludeSpec { source: s.to_string(), param: Some(p.to_string()), target: Some(t.to_string()), iterate },
+        [s, "*"] => IncludeSpec {
+            source: s.to_string(),
+            param: None,
+            target: None,
+            iterate,
+        },
+        [s, p] => IncludeSpec {
+            source: s.to_string(),
+            param: Some(p.to_string()),
+            target: None,
+            iterate,
+        },
+        [s, p, t] => IncludeSpec {
+            source: s.to_string(),
+            param: Some(p.to_string()),
+            target: Some(t.to_string()),
+            iterate,
+        },
         _ => return Err(bad(name, "use Type:parameter[:TargetType]")),
     };
     if crate::fhir::ResourceType::parse(&spec.source).is_none() {
-        return Err(bad(name, format!("unknown resource type '{}'", spec.source)));
+        return Err(bad(
+            name,
+            format!("unknown resource type '{}'", spec.source),
+        ));
     }
     if let Some(t) = &spec.target {
         if crate::fhir::ResourceType::parse(t).is_none() {
@@ -206,7 +239,9 @@ impl SearchPlan {
             if RESULT_PARAMS.contains(&base) {
                 match base {
                     "_count" => {
-                        let n: usize = value.parse().map_err(|_| bad("_count", "must be a non-negative integer"))?;
+                        let n: usize = value
+                            .parse()
+                            .map_err(|_| bad("_count", "must be a non-negative integer"))?;
                         if n > max_count {
                             return Err(bad("_count", format!("may be at most {max_count}")));
                         }
@@ -234,7 +269,10 @@ impl SearchPlan {
                             plan.revincludes.push(spec);
                         }
                         if plan.includes.len() + plan.revincludes.len() > MAX_INCLUDE_PARAMS {
-                            return Err(bad(base, format!("at most {MAX_INCLUDE_PARAMS} include parameters")));
+                            return Err(bad(
+                                base,
+                                format!("at most {MAX_INCLUDE_PARAMS} include parameters"),
+                            ));
                         }
                         plan.link_params.push((name.clone(), value.clone()));
                     }
@@ -253,12 +291,23 @@ impl SearchPlan {
                             "text" => Summary::Text,
                             "data" => Summary::Data,
                             "count" => Summary::Count,
-                            _ => return Err(bad("_summary", "must be true, text, data, count or false")),
+                            _ => {
+                                return Err(bad(
+                                    "_summary",
+                                    "must be true, text, data, count or false",
+                                ))
+                            }
                         };
                         plan.link_params.push((name.clone(), value.clone()));
                     }
                     "_elements" => {
-                        plan.elements = Some(value.split(',').map(|s| s.trim().to_string()).filter(|s| !s.is_empty()).collect());
+                        plan.elements = Some(
+                            value
+                                .split(',')
+                                .map(|s| s.trim().to_string())
+                                .filter(|s| !s.is_empty())
+                                .collect(),
+                        );
                         plan.link_params.push((name.clone(), value.clone()));
                     }
                     "_cursor" => plan.cursor = Some(Cursor::decode(value)?),
@@ -287,13 +336,22 @@ impl SearchPlan {
                 _ => plan.ignored.push(name.clone()),
             }
             if plan.clauses.len() > MAX_CLAUSES {
-                return Err(ServiceError::invalid(format!("a search may have at most {MAX_CLAUSES} parameters"), None));
+                return Err(ServiceError::invalid(
+                    format!("a search may have at most {MAX_CLAUSES} parameters"),
+                    None,
+                ));
             }
         }
         // Validate sort keys now that the types are known.
         for (code, _) in &plan.sort {
-            if code != "_id" && code != "_lastUpdated" && plan.types.iter().any(|t| reg.get(t, code).is_none()) {
-                return Err(bad("_sort", format!("'{code}' is not a search parameter of the searched type")));
+            if code != "_id"
+                && code != "_lastUpdated"
+                && plan.types.iter().any(|t| reg.get(t, code).is_none())
+            {
+                return Err(bad(
+                    "_sort",
+                    format!("'{code}' is not a search parameter of the searched type"),
+                ));
             }
         }
         Ok(plan)
@@ -308,7 +366,11 @@ impl SearchPlan {
         } else {
             format!("r.res_type IN ({})", marks.join(", "))
         });
-        let t = if self.types.len() == 1 { self.types[0].as_str() } else { "*" };
+        let t = if self.types.len() == 1 {
+            self.types[0].as_str()
+        } else {
+            "*"
+        };
         for (_, c) in &self.clauses {
             conds.push(clause(sql, t, "r", c)?);
         }
@@ -335,9 +397,24 @@ impl SearchPlan {
                         ParamKind::Token => ("idx_token", "code", KeyType::Text, "''"),
                         ParamKind::Reference => ("idx_reference", "target_id", KeyType::Text, "''"),
                         ParamKind::Uri => ("idx_uri", "value", KeyType::Text, "''"),
-                        ParamKind::Date => ("idx_date", if *desc { "high_ms" } else { "low_ms" }, KeyType::Int, "-4611686018427387904"),
-                        ParamKind::Number => ("idx_number", if *desc { "high" } else { "low" }, KeyType::Real, "-1e300"),
-                        ParamKind::Quantity => ("idx_quantity", if *desc { "high" } else { "low" }, KeyType::Real, "-1e300"),
+                        ParamKind::Date => (
+                            "idx_date",
+                            if *desc { "high_ms" } else { "low_ms" },
+                            KeyType::Int,
+                            "-4611686018427387904",
+                        ),
+                        ParamKind::Number => (
+                            "idx_number",
+                            if *desc { "high" } else { "low" },
+                            KeyType::Real,
+                            "-1e300",
+                        ),
+                        ParamKind::Quantity => (
+                            "idx_quantity",
+                            if *desc { "high" } else { "low" },
+                            KeyType::Real,
+                            "-1e300",
+                        ),
                         ParamKind::Composite | ParamKind::Special => continue,
                     };
                     (
@@ -346,7 +423,12 @@ impl SearchPlan {
                     )
                 }
             };
-            keys.push(SortKey { name: code.clone(), expr, descending: *desc, key_type });
+            keys.push(SortKey {
+                name: code.clone(),
+                expr,
+                descending: *desc,
+                key_type,
+            });
         }
         keys
     }
@@ -357,14 +439,23 @@ impl SearchPlan {
         let mut sql = Sql::default();
         let keys = self.sort_keys(reg, &mut sql);
         let where_sql = self.where_sql(&mut sql)?;
-        let key_cols: String = keys.iter().enumerate().map(|(i, k)| format!(", {} AS k{i}", k.expr)).collect();
-        let key_text: String = (0..keys.len()).map(|i| format!(", CAST(q.k{i} AS TEXT)")).collect();
+        let key_cols: String = keys
+            .iter()
+            .enumerate()
+            .map(|(i, k)| format!(", {} AS k{i}", k.expr))
+            .collect();
+        let key_text: String = (0..keys.len())
+            .map(|i| format!(", CAST(q.k{i} AS TEXT)"))
+            .collect();
         let backwards = self.cursor.as_ref().is_some_and(|c| c.backwards);
         // Keyset condition.
         let mut keyset = String::from("1 = 1");
         if let Some(c) = &self.cursor {
             if c.keys.len() != keys.len() {
-                return Err(ServiceError::invalid("_cursor does not belong to this search", Some("_cursor")));
+                return Err(ServiceError::invalid(
+                    "_cursor does not belong to this search",
+                    Some("_cursor"),
+                ));
             }
             let mut ors = Vec::new();
             let rid = sql.bind(Bind::Int(c.rid));
@@ -391,7 +482,16 @@ impl SearchPlan {
         let mut order: Vec<String> = keys
             .iter()
             .enumerate()
-            .map(|(i, k)| format!("q.k{i} {}", if k.descending != backwards { "DESC" } else { "ASC" }))
+            .map(|(i, k)| {
+                format!(
+                    "q.k{i} {}",
+                    if k.descending != backwards {
+                        "DESC"
+                    } else {
+                        "ASC"
+                    }
+                )
+            })
             .collect();
         order.push(format!("q.rid {}", if backwards { "DESC" } else { "ASC" }));
         let limit = sql.bind(Bind::Int(self.count as i64 + 1));
@@ -409,7 +509,10 @@ impl SearchPlan {
     pub fn count_sql(&self) -> Result<(String, Vec<Bind>), ServiceError> {
         let mut sql = Sql::default();
         let where_sql = self.where_sql(&mut sql)?;
-        Ok((format!("SELECT COUNT(*) FROM resources r WHERE {where_sql}"), sql.binds))
+        Ok((
+            format!("SELECT COUNT(*) FROM resources r WHERE {where_sql}"),
+            sql.binds,
+        ))
     }
 }
 
@@ -429,7 +532,11 @@ mod tests {
 
     #[test]
     fn cursor_round_trip() {
-        let c = Cursor { backwards: true, keys: vec![Some("a".into()), None], rid: 42 };
+        let c = Cursor {
+            backwards: true,
+            keys: vec![Some("a".into()), None],
+            rid: 42,
+        };
         assert_eq!(Cursor::decode(&c.encode()).unwrap(), c);
         assert!(Cursor::decode("nonsense!").is_err());
     }

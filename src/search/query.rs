@@ -61,12 +61,25 @@ pub enum Clause {
 
 /// Parameters that control the result rather than filter it.
 pub const RESULT_PARAMS: &[&str] = &[
-    "_count", "_sort", "_include", "_revinclude", "_total", "_summary", "_elements", "_cursor", "_format", "_pretty",
-    "_type", "_since",
+    "_count",
+    "_sort",
+    "_include",
+    "_revinclude",
+    "_total",
+    "_summary",
+    "_elements",
+    "_cursor",
+    "_format",
+    "_pretty",
+    "_type",
+    "_since",
 ];
 
 fn invalid(name: &str, message: impl Into<String>) -> ServiceError {
-    ServiceError::invalid(format!("search parameter '{name}': {}", message.into()), Some(name))
+    ServiceError::invalid(
+        format!("search parameter '{name}': {}", message.into()),
+        Some(name),
+    )
 }
 
 fn parse_modifier(def: &ParamDef, m: &str, name: &str) -> Result<Modifier, ServiceError> {
@@ -83,23 +96,47 @@ fn parse_modifier(def: &ParamDef, m: &str, name: &str) -> Result<Modifier, Servi
         "not-in" if def.kind == Token => Modifier::NotIn,
         "of-type" if def.kind == Token => Modifier::OfType,
         "identifier" if def.kind == Reference => Modifier::Identifier,
-        t if def.kind == Reference && ResourceType::parse(t).is_some() => Modifier::Type(t.to_string()),
-        _ => return Err(invalid(name, format!("unknown or unsupported modifier ':{m}' for a {} parameter", def.kind.as_str()))),
+        t if def.kind == Reference && ResourceType::parse(t).is_some() => {
+            Modifier::Type(t.to_string())
+        }
+        _ => {
+            return Err(invalid(
+                name,
+                format!(
+                    "unknown or unsupported modifier ':{m}' for a {} parameter",
+                    def.kind.as_str()
+                ),
+            ))
+        }
     };
     Ok(modifier)
 }
 
 /// Parses one `name=value` pair for `res_type`. `Ok(None)`: an unknown
 /// parameter (to be reported).
-pub fn parse_clause(reg: &Registry, res_type: &str, name: &str, value: &str, depth: usize) -> Result<Option<Clause>, ServiceError> {
+pub fn parse_clause(
+    reg: &Registry,
+    res_type: &str,
+    name: &str,
+    value: &str,
+    depth: usize,
+) -> Result<Option<Clause>, ServiceError> {
     if depth > MAX_CHAIN_DEPTH {
-        return Err(invalid(name, format!("chains and _has may nest at most {MAX_CHAIN_DEPTH} deep")));
+        return Err(invalid(
+            name,
+            format!("chains and _has may nest at most {MAX_CHAIN_DEPTH} deep"),
+        ));
     }
     if let Some(rest) = name.strip_prefix("_has:") {
         // _has:Source:refparam:rest
         let mut parts = rest.splitn(3, ':');
-        let (Some(source), Some(ref_param), Some(inner_name)) = (parts.next(), parts.next(), parts.next()) else {
-            return Err(invalid(name, "_has needs the form _has:Type:reference:parameter"));
+        let (Some(source), Some(ref_param), Some(inner_name)) =
+            (parts.next(), parts.next(), parts.next())
+        else {
+            return Err(invalid(
+                name,
+                "_has needs the form _has:Type:reference:parameter",
+            ));
         };
         if ResourceType::parse(source).is_none() {
             return Err(invalid(name, format!("unknown resource type '{source}'")));
@@ -107,12 +144,24 @@ pub fn parse_clause(reg: &Registry, res_type: &str, name: &str, value: &str, dep
         let def = reg
             .get(source, ref_param)
             .filter(|d| d.kind == ParamKind::Reference)
-            .ok_or_else(|| invalid(name, format!("'{ref_param}' is not a reference parameter of {source}")))?
+            .ok_or_else(|| {
+                invalid(
+                    name,
+                    format!("'{ref_param}' is not a reference parameter of {source}"),
+                )
+            })?
             .clone();
         let Some(inner) = parse_clause(reg, source, inner_name, value, depth + 1)? else {
-            return Err(invalid(name, format!("unknown parameter '{inner_name}' on {source}")));
+            return Err(invalid(
+                name,
+                format!("unknown parameter '{inner_name}' on {source}"),
+            ));
         };
-        return Ok(Some(Clause::Has { source: source.to_string(), def, inner: Box::new(inner) }));
+        return Ok(Some(Clause::Has {
+            source: source.to_string(),
+            def,
+            inner: Box::new(inner),
+        }));
     }
     // Chains: split at the first '.' (the head may carry a type modifier).
     if let Some((head, tail)) = name.split_once('.') {
@@ -124,11 +173,19 @@ pub fn parse_clause(reg: &Registry, res_type: &str, name: &str, value: &str, dep
             return Ok(None);
         };
         if def.kind != ParamKind::Reference {
-            return Err(invalid(name, format!("'{code}' is not a reference parameter, so it cannot be chained")));
+            return Err(invalid(
+                name,
+                format!("'{code}' is not a reference parameter, so it cannot be chained"),
+            ));
         }
         let targets: Vec<String> = match type_mod {
             Some(t) if ResourceType::parse(t).is_some() => vec![t.to_string()],
-            Some(t) => return Err(invalid(name, format!("unknown resource type '{t}' in the chain"))),
+            Some(t) => {
+                return Err(invalid(
+                    name,
+                    format!("unknown resource type '{t}' in the chain"),
+                ))
+            }
             None => def.targets.clone(),
         };
         // Several possible targets: the chained parameter decides which apply.
@@ -166,13 +223,22 @@ pub fn parse_clause(reg: &Registry, res_type: &str, name: &str, value: &str, dep
     }
     let values = super::values::split_escaped_keep(value, ',');
     if values.len() > MAX_VALUES_PER_PARAM {
-        return Err(invalid(name, format!("at most {MAX_VALUES_PER_PARAM} values may be ORed")));
+        return Err(invalid(
+            name,
+            format!("at most {MAX_VALUES_PER_PARAM} values may be ORed"),
+        ));
     }
     if values.iter().any(|v| v.is_empty()) {
         return Err(invalid(name, "empty value"));
     }
     if def.kind == ParamKind::Special {
-        return Err(ServiceError::not_supported(format!("search parameter '{name}' (special) is not supported")));
+        return Err(ServiceError::not_supported(format!(
+            "search parameter '{name}' (special) is not supported"
+        )));
     }
-    Ok(Some(Clause::Param { def: def.clone(), modifier, values }))
+    Ok(Some(Clause::Param {
+        def: def.clone(),
+        modifier,
+        values,
+    }))
 }

@@ -8,7 +8,8 @@ use serde_json::{json, Map, Value};
 use super::plan::Summary;
 
 static SUMMARY: LazyLock<HashMap<String, Vec<String>>> = LazyLock::new(|| {
-    serde_json::from_str(include_str!("../../fhir-profiles/r4-summary-elements.json")).unwrap_or_default()
+    serde_json::from_str(include_str!("../../fhir-profiles/r4-summary-elements.json"))
+        .unwrap_or_default()
 });
 
 /// Elements kept whatever is asked.
@@ -18,7 +19,10 @@ fn keep(name: &str, list: &[String]) -> bool {
     let base = name.trim_start_matches('_');
     list.iter().any(|e| match e.strip_suffix('*') {
         // Choice elements: `value*` keeps valueQuantity, valueString, ...
-        Some(prefix) => base.starts_with(prefix) && base[prefix.len()..].starts_with(|c: char| c.is_ascii_uppercase()),
+        Some(prefix) => {
+            base.starts_with(prefix)
+                && base[prefix.len()..].starts_with(|c: char| c.is_ascii_uppercase())
+        }
         None => base == e,
     })
 }
@@ -39,7 +43,11 @@ pub fn apply(resource: &mut Value, summary: Summary, elements: Option<&[String]>
     let Some(obj) = resource.as_object_mut() else {
         return;
     };
-    let rtype = obj.get("resourceType").and_then(Value::as_str).unwrap_or_default().to_string();
+    let rtype = obj
+        .get("resourceType")
+        .and_then(Value::as_str)
+        .unwrap_or_default()
+        .to_string();
     let changed = match (summary, elements) {
         (Summary::True, _) => {
             let list = SUMMARY.get(&rtype).cloned().unwrap_or_default();
@@ -49,7 +57,11 @@ pub fn apply(resource: &mut Value, summary: Summary, elements: Option<&[String]>
         (Summary::Text, _) => {
             let list = SUMMARY.get(&rtype).cloned().unwrap_or_default();
             // text plus the mandatory summary elements (approximated by the summary list's required ones: id, meta)
-            obj.retain(|k, _| ALWAYS.contains(&k.as_str()) || k == "text" || k == "status" && list.iter().any(|e| e == "status"));
+            obj.retain(|k, _| {
+                ALWAYS.contains(&k.as_str())
+                    || k == "text"
+                    || k == "status" && list.iter().any(|e| e == "status")
+            });
             true
         }
         (Summary::Data, _) => obj.remove("text").is_some(),

@@ -31,7 +31,10 @@ impl Sql {
 }
 
 fn bad(name: &str, message: impl Into<String>) -> ServiceError {
-    ServiceError::invalid(format!("search parameter '{name}': {}", message.into()), Some(name))
+    ServiceError::invalid(
+        format!("search parameter '{name}': {}", message.into()),
+        Some(name),
+    )
 }
 
 /// The smallest string greater than every string starting with `prefix`
@@ -56,7 +59,11 @@ fn type_expr(sql: &mut Sql, res_type: &str, r: &str) -> String {
 /// (`*` when several types are searched).
 pub fn clause(sql: &mut Sql, res_type: &str, r: &str, c: &Clause) -> Result<String, ServiceError> {
     match c {
-        Clause::Param { def, modifier, values } => param(sql, res_type, r, &def.code, def.kind, modifier, values),
+        Clause::Param {
+            def,
+            modifier,
+            values,
+        } => param(sql, res_type, r, &def.code, def.kind, modifier, values),
         Clause::Chain { def, target, inner } => {
             let t = type_expr(sql, res_type, r);
             let (p, tt) = (sql.text(&def.code), sql.text(target));
@@ -108,25 +115,45 @@ fn param(
     // Specials answered from the resources table itself.
     if code == "_id" {
         let marks: Vec<String> = values.iter().map(|v| sql.text(&unescape(v))).collect();
-        let op = if *modifier == Modifier::Not { "NOT IN" } else { "IN" };
+        let op = if *modifier == Modifier::Not {
+            "NOT IN"
+        } else {
+            "IN"
+        };
         return Ok(format!("{r}.res_id {op} ({})", marks.join(", ")));
     }
     if code == "_lastUpdated" {
         let mut ors = Vec::new();
         for v in values {
-            ors.push(date_cond(sql, code, &format!("{r}.last_updated"), &format!("{r}.last_updated"), v)?);
+            ors.push(date_cond(
+                sql,
+                code,
+                &format!("{r}.last_updated"),
+                &format!("{r}.last_updated"),
+                v,
+            )?);
         }
         return Ok(format!("({})", ors.join(" OR ")));
     }
     let t = table(kind);
     // `:of-type` values are indexed under their own parameter name.
-    let stored = if *modifier == Modifier::OfType { format!("{code}:of-type") } else { code.to_string() };
+    let stored = if *modifier == Modifier::OfType {
+        format!("{code}:of-type")
+    } else {
+        code.to_string()
+    };
     let rt = type_expr(sql, res_type, r);
     let p = sql.text(&stored);
-    let subquery = |cond: &str| format!("SELECT x.rid FROM {t} x WHERE x.res_type = {rt} AND x.param = {p} AND ({cond})");
+    let subquery = |cond: &str| {
+        format!("SELECT x.rid FROM {t} x WHERE x.res_type = {rt} AND x.param = {p} AND ({cond})")
+    };
     if *modifier == Modifier::Missing {
         let any = format!("SELECT x.rid FROM {t} x WHERE x.res_type = {rt} AND x.param = {p}");
-        let op = if values.first().map(String::as_str) == Some("true") { "NOT IN" } else { "IN" };
+        let op = if values.first().map(String::as_str) == Some("true") {
+            "NOT IN"
+        } else {
+            "IN"
+        };
         return Ok(format!("{r}.rid {op} ({any})"));
     }
     let mut ors = Vec::with_capacity(values.len());
@@ -134,11 +161,21 @@ fn param(
         ors.push(value_cond(sql, code, kind, modifier, v)?);
     }
     let cond = ors.join(" OR ");
-    let op = if *modifier == Modifier::Not { "NOT IN" } else { "IN" };
+    let op = if *modifier == Modifier::Not {
+        "NOT IN"
+    } else {
+        "IN"
+    };
     Ok(format!("{r}.rid {op} ({})", subquery(&cond)))
 }
 
-fn value_cond(sql: &mut Sql, name: &str, kind: ParamKind, modifier: &Modifier, v: &str) -> Result<String, ServiceError> {
+fn value_cond(
+    sql: &mut Sql,
+    name: &str,
+    kind: ParamKind,
+    modifier: &Modifier,
+    v: &str,
+) -> Result<String, ServiceError> {
     Ok(match kind {
         ParamKind::String => {
             let norm = super::normalize::fold(&unescape(v));
@@ -152,7 +189,12 @@ fn value_cond(sql: &mut Sql, name: &str, kind: ParamKind, modifier: &Modifier, v
                     let (lo, hi) = (sql.text(&norm), sql.text(&prefix_end(&norm)));
                     format!("(x.value_norm >= {lo} AND x.value_norm < {hi})")
                 }
-                m => return Err(bad(name, format!("modifier {m:?} does not apply to strings"))),
+                m => {
+                    return Err(bad(
+                        name,
+                        format!("modifier {m:?} does not apply to strings"),
+                    ))
+                }
             }
         }
         ParamKind::Token => token_cond(sql, name, modifier, v)?,
@@ -160,11 +202,17 @@ fn value_cond(sql: &mut Sql, name: &str, kind: ParamKind, modifier: &Modifier, v
         ParamKind::Date => date_cond(sql, name, "x.low_ms", "x.high_ms", v)?,
         ParamKind::Number => {
             let (prefix, num) = Prefix::split(v);
-            let d = parse_decimal(num).ok_or_else(|| bad(name, format!("'{v}' is not a number")))?;
+            let d =
+                parse_decimal(num).ok_or_else(|| bad(name, format!("'{v}' is not a number")))?;
             number_cond(sql, prefix, d.value, d.half_width)
         }
         ParamKind::Quantity => {
-            let q = parse_quantity(v).ok_or_else(|| bad(name, format!("'{v}' is not a quantity ([prefix]number|system|code)")))?;
+            let q = parse_quantity(v).ok_or_else(|| {
+                bad(
+                    name,
+                    format!("'{v}' is not a quantity ([prefix]number|system|code)"),
+                )
+            })?;
             let mut cond = number_cond(sql, q.prefix, q.number.value, q.number.half_width);
             if let Some(code) = &q.code {
                 cond = format!("{cond} AND x.code = {}", sql.text(code));
@@ -194,16 +242,26 @@ fn value_cond(sql: &mut Sql, name: &str, kind: ParamKind, modifier: &Modifier, v
             }
         }
         ParamKind::Composite | ParamKind::Special => {
-            return Err(ServiceError::not_supported(format!("search parameter '{name}' ({}) is not supported yet", kind.as_str())))
+            return Err(ServiceError::not_supported(format!(
+                "search parameter '{name}' ({}) is not supported yet",
+                kind.as_str()
+            )))
         }
     })
 }
 
 fn like_escape(s: &str) -> String {
-    s.replace('\\', "\\\\").replace('%', "\\%").replace('_', "\\_")
+    s.replace('\\', "\\\\")
+        .replace('%', "\\%")
+        .replace('_', "\\_")
 }
 
-fn token_cond(sql: &mut Sql, name: &str, modifier: &Modifier, v: &str) -> Result<String, ServiceError> {
+fn token_cond(
+    sql: &mut Sql,
+    name: &str,
+    modifier: &Modifier,
+    v: &str,
+) -> Result<String, ServiceError> {
     match modifier {
         Modifier::Text => {
             let norm = super::normalize::fold(&unescape(v));
@@ -223,9 +281,16 @@ fn token_cond(sql: &mut Sql, name: &str, modifier: &Modifier, v: &str) -> Result
         }
         Modifier::None | Modifier::Not => {}
         Modifier::In | Modifier::NotIn | Modifier::Above | Modifier::Below => {
-            return Err(ServiceError::not_supported(format!("search parameter '{name}': this token modifier is not supported yet")))
+            return Err(ServiceError::not_supported(format!(
+                "search parameter '{name}': this token modifier is not supported yet"
+            )))
         }
-        m => return Err(bad(name, format!("modifier {m:?} does not apply to tokens"))),
+        m => {
+            return Err(bad(
+                name,
+                format!("modifier {m:?} does not apply to tokens"),
+            ))
+        }
     }
     let tok = parse_token(v);
     let mut parts = Vec::new();
@@ -243,16 +308,28 @@ fn token_cond(sql: &mut Sql, name: &str, modifier: &Modifier, v: &str) -> Result
     Ok(format!("({})", parts.join(" AND ")))
 }
 
-fn reference_cond(sql: &mut Sql, name: &str, modifier: &Modifier, v: &str) -> Result<String, ServiceError> {
+fn reference_cond(
+    sql: &mut Sql,
+    name: &str,
+    modifier: &Modifier,
+    v: &str,
+) -> Result<String, ServiceError> {
     let v = unescape(v);
     if *modifier == Modifier::Identifier {
-        return Err(ServiceError::not_supported(format!("search parameter '{name}': :identifier is not supported yet")));
+        return Err(ServiceError::not_supported(format!(
+            "search parameter '{name}': :identifier is not supported yet"
+        )));
     }
     let row = super::to_rows::parse_reference(name, &v);
     let type_filter = match modifier {
         Modifier::Type(t) => Some(t.clone()),
         Modifier::None => row.target_type.clone(),
-        m => return Err(bad(name, format!("modifier {m:?} does not apply to references"))),
+        m => {
+            return Err(bad(
+                name,
+                format!("modifier {m:?} does not apply to references"),
+            ))
+        }
     };
     if let Some(id) = row.target_id.as_deref().or_else(|| {
         // A bare id (`subject=123`).
@@ -268,9 +345,20 @@ fn reference_cond(sql: &mut Sql, name: &str, modifier: &Modifier, v: &str) -> Re
 }
 
 /// A date comparison between the stored range [`lo_col`, `hi_col`] and `value`.
-pub fn date_cond(sql: &mut Sql, name: &str, lo_col: &str, hi_col: &str, value: &str) -> Result<String, ServiceError> {
+pub fn date_cond(
+    sql: &mut Sql,
+    name: &str,
+    lo_col: &str,
+    hi_col: &str,
+    value: &str,
+) -> Result<String, ServiceError> {
     let (prefix, text) = Prefix::split(value);
-    let (lo, hi) = dates::range(text).ok_or_else(|| bad(name, format!("'{value}' is not a valid date, dateTime or instant")))?;
+    let (lo, hi) = dates::range(text).ok_or_else(|| {
+        bad(
+            name,
+            format!("'{value}' is not a valid date, dateTime or instant"),
+        )
+    })?;
     let (l, h) = (sql.bind(Bind::Int(lo)), sql.bind(Bind::Int(hi)));
     Ok(match prefix {
         Prefix::Eq => format!("({lo_col} >= {l} AND {hi_col} <= {h})"),
@@ -285,7 +373,10 @@ pub fn date_cond(sql: &mut Sql, name: &str, lo_col: &str, hi_col: &str, value: &
             // Approximately: within 10 % of the distance from now, at least a day.
             let now = now_ms();
             let slack = ((now - lo).abs() / 10).max(86_400_000);
-            let (al, ah) = (sql.bind(Bind::Int(lo - slack)), sql.bind(Bind::Int(hi + slack)));
+            let (al, ah) = (
+                sql.bind(Bind::Int(lo - slack)),
+                sql.bind(Bind::Int(hi + slack)),
+            );
             format!("({lo_col} <= {ah} AND {hi_col} >= {al})")
         }
     })

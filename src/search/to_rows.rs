@@ -8,7 +8,9 @@ use super::definitions::{ParamDef, ParamKind};
 use super::normalize::fold;
 use super::values::parse_decimal;
 use crate::fhir::{is_valid_id, ResourceType};
-use crate::store::{DateRow, IndexRows, NumberRow, QuantityRow, ReferenceRow, StringRow, TokenRow, UriRow};
+use crate::store::{
+    DateRow, IndexRows, NumberRow, QuantityRow, ReferenceRow, StringRow, TokenRow, UriRow,
+};
 
 /// Longest string value indexed; longer values are cut (on a char boundary).
 pub const MAX_INDEXED_STRING: usize = 512;
@@ -53,7 +55,19 @@ pub fn add(def: &ParamDef, v: &Value, ty: Option<&str>, out: &mut IndexRows) {
             Value::String(s) => push_string(p, s, out),
             Value::Object(o) => {
                 // HumanName and Address: every part is searchable.
-                for key in ["family", "given", "prefix", "suffix", "text", "line", "city", "district", "state", "postalCode", "country"] {
+                for key in [
+                    "family",
+                    "given",
+                    "prefix",
+                    "suffix",
+                    "text",
+                    "line",
+                    "city",
+                    "district",
+                    "state",
+                    "postalCode",
+                    "country",
+                ] {
                     for s in strings_of(o.get(key)) {
                         push_string(p, s, out);
                     }
@@ -65,25 +79,42 @@ pub fn add(def: &ParamDef, v: &Value, ty: Option<&str>, out: &mut IndexRows) {
         ParamKind::Reference => reference_rows(def, v, out),
         ParamKind::Date => {
             if let Some((low_ms, high_ms)) = date_range(v) {
-                out.dates.push(DateRow { param: p.to_string(), low_ms, high_ms });
+                out.dates.push(DateRow {
+                    param: p.to_string(),
+                    low_ms,
+                    high_ms,
+                });
             }
         }
         ParamKind::Number => {
             if let Some((low, high)) = number_range(v) {
-                out.numbers.push(NumberRow { param: p.to_string(), low, high });
+                out.numbers.push(NumberRow {
+                    param: p.to_string(),
+                    low,
+                    high,
+                });
             }
         }
         ParamKind::Quantity => quantity_rows(p, v, out),
         ParamKind::Uri => {
             if let Value::String(s) = v {
-                out.uris.push(UriRow { param: p.to_string(), value: cut(s).to_string() });
+                out.uris.push(UriRow {
+                    param: p.to_string(),
+                    value: cut(s).to_string(),
+                });
             }
         }
         ParamKind::Composite | ParamKind::Special => {}
     }
 }
 
-fn token(param: &str, system: Option<String>, code: Option<String>, display: Option<&str>, out: &mut IndexRows) {
+fn token(
+    param: &str,
+    system: Option<String>,
+    code: Option<String>,
+    display: Option<&str>,
+    out: &mut IndexRows,
+) {
     out.tokens.push(TokenRow {
         param: param.to_string(),
         system,
@@ -102,30 +133,78 @@ fn token_rows(p: &str, v: &Value, ty: Option<&str>, out: &mut IndexRows) {
                 // CodeableConcept
                 let cc_text = o.get("text").and_then(Value::as_str);
                 for c in codings {
-                    token(p, text(c.get("system")), text(c.get("code")), c.get("display").and_then(Value::as_str).or(cc_text), out);
+                    token(
+                        p,
+                        text(c.get("system")),
+                        text(c.get("code")),
+                        c.get("display").and_then(Value::as_str).or(cc_text),
+                        out,
+                    );
                 }
-                if codings.is_empty() || cc_text.is_some() && codings.iter().all(|c| c.get("code").is_none()) {
+                if codings.is_empty()
+                    || cc_text.is_some() && codings.iter().all(|c| c.get("code").is_none())
+                {
                     token(p, None, None, cc_text, out);
                 }
                 if codings.is_empty() {
                     return;
                 }
-            } else if o.contains_key("value") && (ty == Some("Identifier") || o.contains_key("system") || o.contains_key("type") || o.contains_key("assigner")) && ty != Some("ContactPoint") && !o.contains_key("use") || ty == Some("Identifier") {
+            } else if o.contains_key("value")
+                && (ty == Some("Identifier")
+                    || o.contains_key("system")
+                    || o.contains_key("type")
+                    || o.contains_key("assigner"))
+                && ty != Some("ContactPoint")
+                && !o.contains_key("use")
+                || ty == Some("Identifier")
+            {
                 // Identifier
-                let type_text = o.get("type").and_then(|t| t.get("text")).and_then(Value::as_str);
-                token(p, text(o.get("system")), text(o.get("value")), type_text, out);
+                let type_text = o
+                    .get("type")
+                    .and_then(|t| t.get("text"))
+                    .and_then(Value::as_str);
+                token(
+                    p,
+                    text(o.get("system")),
+                    text(o.get("value")),
+                    type_text,
+                    out,
+                );
                 // `:of-type`: the identifier's type coding with its value.
-                for c in o.get("type").and_then(|t| t.get("coding")).and_then(Value::as_array).into_iter().flatten() {
-                    if let (Some(tc), Some(val)) = (c.get("code").and_then(Value::as_str), o.get("value").and_then(Value::as_str)) {
-                        token(&format!("{p}:of-type"), text(c.get("system")), Some(format!("{tc}|{}", cut(val))), None, out);
+                for c in o
+                    .get("type")
+                    .and_then(|t| t.get("coding"))
+                    .and_then(Value::as_array)
+                    .into_iter()
+                    .flatten()
+                {
+                    if let (Some(tc), Some(val)) = (
+                        c.get("code").and_then(Value::as_str),
+                        o.get("value").and_then(Value::as_str),
+                    ) {
+                        token(
+                            &format!("{p}:of-type"),
+                            text(c.get("system")),
+                            Some(format!("{tc}|{}", cut(val))),
+                            None,
+                            out,
+                        );
                     }
                 }
-            } else if ty == Some("ContactPoint") || o.contains_key("value") && o.contains_key("system") {
+            } else if ty == Some("ContactPoint")
+                || o.contains_key("value") && o.contains_key("system")
+            {
                 // ContactPoint: the value is the code
                 token(p, None, text(o.get("value")), None, out);
             } else if o.contains_key("code") || o.contains_key("system") {
                 // Coding (or Quantity searched as a token)
-                token(p, text(o.get("system")), text(o.get("code")), o.get("display").and_then(Value::as_str), out);
+                token(
+                    p,
+                    text(o.get("system")),
+                    text(o.get("code")),
+                    o.get("display").and_then(Value::as_str),
+                    out,
+                );
             }
         }
         _ => {}
@@ -168,13 +247,18 @@ pub fn parse_reference(param: &str, reference: &str) -> ReferenceRow {
     } else {
         None
     };
-    let relative = !reference.contains("://") && !reference.starts_with("urn:") && !reference.starts_with('#');
+    let relative =
+        !reference.contains("://") && !reference.starts_with("urn:") && !reference.starts_with('#');
     match found {
         Some((t, id)) => ReferenceRow {
             param: param.to_string(),
             target_type: Some(t.to_string()),
             target_id: Some(id.to_string()),
-            target_url: if relative { None } else { Some(cut(reference).to_string()) },
+            target_url: if relative {
+                None
+            } else {
+                Some(cut(reference).to_string())
+            },
         },
         None => ReferenceRow {
             param: param.to_string(),
@@ -190,12 +274,23 @@ pub fn date_range(v: &Value) -> Option<(i64, i64)> {
     match v {
         Value::String(s) => dates::range(s),
         Value::Object(o) if o.contains_key("start") || o.contains_key("end") => {
-            let low = o.get("start").and_then(Value::as_str).and_then(dates::range).map_or(dates::MIN_MS, |r| r.0);
-            let high = o.get("end").and_then(Value::as_str).and_then(dates::range).map_or(dates::MAX_MS, |r| r.1);
+            let low = o
+                .get("start")
+                .and_then(Value::as_str)
+                .and_then(dates::range)
+                .map_or(dates::MIN_MS, |r| r.0);
+            let high = o
+                .get("end")
+                .and_then(Value::as_str)
+                .and_then(dates::range)
+                .map_or(dates::MAX_MS, |r| r.1);
             Some((low, high))
         }
         Value::Object(o) => {
-            let events: Vec<(i64, i64)> = strings_of(o.get("event")).into_iter().filter_map(dates::range).collect();
+            let events: Vec<(i64, i64)> = strings_of(o.get("event"))
+                .into_iter()
+                .filter_map(dates::range)
+                .collect();
             let low = events.iter().map(|r| r.0).min()?;
             let high = events.iter().map(|r| r.1).max()?;
             Some((low, high))
@@ -217,15 +312,29 @@ fn number_range(v: &Value) -> Option<(f64, f64)> {
 fn quantity_rows(p: &str, v: &Value, out: &mut IndexRows) {
     let Value::Object(o) = v else {
         if let Some((low, high)) = number_range(v) {
-            out.quantities.push(QuantityRow { param: p.to_string(), system: None, code: None, low, high });
+            out.quantities.push(QuantityRow {
+                param: p.to_string(),
+                system: None,
+                code: None,
+                low,
+                high,
+            });
         }
         return;
     };
     if o.contains_key("low") || o.contains_key("high") {
         // Range: the span from low to high, in low's unit.
         let unit = o.get("low").or_else(|| o.get("high"));
-        let lo = o.get("low").and_then(|q| q.get("value")).and_then(number_range).map_or(f64::MIN, |r| r.0);
-        let hi = o.get("high").and_then(|q| q.get("value")).and_then(number_range).map_or(f64::MAX, |r| r.1);
+        let lo = o
+            .get("low")
+            .and_then(|q| q.get("value"))
+            .and_then(number_range)
+            .map_or(f64::MIN, |r| r.0);
+        let hi = o
+            .get("high")
+            .and_then(|q| q.get("value"))
+            .and_then(number_range)
+            .map_or(f64::MAX, |r| r.1);
         out.quantities.push(QuantityRow {
             param: p.to_string(),
             system: unit.and_then(|u| text(u.get("system"))),
@@ -239,14 +348,29 @@ fn quantity_rows(p: &str, v: &Value, out: &mut IndexRows) {
         return;
     };
     let (system, code) = if let Some(cur) = o.get("currency").and_then(Value::as_str) {
-        (Some("urn:iso:std:iso:4217".to_string()), Some(cur.to_string()))
+        (
+            Some("urn:iso:std:iso:4217".to_string()),
+            Some(cur.to_string()),
+        )
     } else {
         (text(o.get("system")), text(o.get("code")))
     };
-    out.quantities.push(QuantityRow { param: p.to_string(), system: system.clone(), code: code.clone(), low, high });
+    out.quantities.push(QuantityRow {
+        param: p.to_string(),
+        system: system.clone(),
+        code: code.clone(),
+        low,
+        high,
+    });
     // The human unit is searchable as a code too (`5.4||mg`).
     if let Some(unit) = text(o.get("unit")).filter(|u| Some(u) != code.as_ref()) {
-        out.quantities.push(QuantityRow { param: p.to_string(), system: None, code: Some(unit), low, high });
+        out.quantities.push(QuantityRow {
+            param: p.to_string(),
+            system: None,
+            code: Some(unit),
+            low,
+            high,
+        });
     }
 }
 
@@ -257,10 +381,16 @@ mod tests {
     #[test]
     fn references_split() {
         let r = parse_reference("subject", "Patient/p1/_history/2");
-        assert_eq!((r.target_type.as_deref(), r.target_id.as_deref()), (Some("Patient"), Some("p1")));
+        assert_eq!(
+            (r.target_type.as_deref(), r.target_id.as_deref()),
+            (Some("Patient"), Some("p1"))
+        );
         let r = parse_reference("subject", "http://other.org/fhir/Patient/9");
         assert_eq!(r.target_id.as_deref(), Some("9"));
-        assert_eq!(r.target_url.as_deref(), Some("http://other.org/fhir/Patient/9"));
+        assert_eq!(
+            r.target_url.as_deref(),
+            Some("http://other.org/fhir/Patient/9")
+        );
         let r = parse_reference("subject", "urn:uuid:1234");
         assert!(r.target_id.is_none());
     }

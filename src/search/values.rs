@@ -110,7 +110,11 @@ pub fn parse_token(value: &str) -> Token {
     match split_once_unescaped(value, '|') {
         Some((system, code)) => Token {
             system: Some(system),
-            code: if code.is_empty() { None } else { Some(unescape(&code)) },
+            code: if code.is_empty() {
+                None
+            } else {
+                Some(unescape(&code))
+            },
         },
         None => Token {
             system: None,
@@ -172,10 +176,34 @@ mod tests {
 
     #[test]
     fn tokens() {
-        assert_eq!(parse_token("http://loinc.org|8480-6"), Token { system: Some("http://loinc.org".into()), code: Some("8480-6".into()) });
-        assert_eq!(parse_token("|x"), Token { system: Some(String::new()), code: Some("x".into()) });
-        assert_eq!(parse_token("sys|"), Token { system: Some("sys".into()), code: None });
-        assert_eq!(parse_token("a\\|b"), Token { system: None, code: Some("a|b".into()) });
+        assert_eq!(
+            parse_token("http://loinc.org|8480-6"),
+            Token {
+                system: Some("http://loinc.org".into()),
+                code: Some("8480-6".into())
+            }
+        );
+        assert_eq!(
+            parse_token("|x"),
+            Token {
+                system: Some(String::new()),
+                code: Some("x".into())
+            }
+        );
+        assert_eq!(
+            parse_token("sys|"),
+            Token {
+                system: Some("sys".into()),
+                code: None
+            }
+        );
+        assert_eq!(
+            parse_token("a\\|b"),
+            Token {
+                system: None,
+                code: Some("a|b".into())
+            }
+        );
     }
 
     #[test]

@@ -242,7 +242,11 @@ impl FhirService {
         let mut plain = Vec::with_capacity(entries.len());
         for (full_url, entry) in entries {
             let index = entry.index;
-            match self.resolve_conditional(entry.interaction).await.map_err(|e| entry_error(index, e))? {
+            match self
+                .resolve_conditional(entry.interaction)
+                .await
+                .map_err(|e| entry_error(index, e))?
+            {
                 Ok(interaction) => plain.push((full_url, Entry { index, interaction })),
                 Err(decided) => {
                     if let (Some(url), Some(v)) = (full_url, &decided.version) {
@@ -255,10 +259,15 @@ impl FhirService {
         let mut entries = plain;
         // Conditional references (`Patient?identifier=…`) resolve to the one match.
         for (_, entry) in &entries {
-            if let Interaction::Create { resource, .. } | Interaction::Update { resource, .. } = &entry.interaction {
+            if let Interaction::Create { resource, .. } | Interaction::Update { resource, .. } =
+                &entry.interaction
+            {
                 for r in conditional_references(resource) {
                     if !refs.contains_key(&r) {
-                        let target = self.resolve_reference(&r).await.map_err(|e| entry_error(entry.index, e))?;
+                        let target = self
+                            .resolve_reference(&r)
+                            .await
+                            .map_err(|e| entry_error(entry.index, e))?;
                         refs.insert(r, target);
                     }
                 }
@@ -289,7 +298,9 @@ impl FhirService {
         for (_, entry) in &mut entries {
             let index = entry.index;
             let key = match &mut entry.interaction {
-                Interaction::Create { res_type, resource, .. } => {
+                Interaction::Create {
+                    res_type, resource, ..
+                } => {
                     rewrite_references(resource, &refs);
                     check_resource(resource, Some(*res_type), IdRule::Ignore)
                         .map_err(|e| entry_error(index, invalid(e)))?;
@@ -330,7 +341,9 @@ impl FhirService {
         for (_, entry) in entries {
             let index = entry.index;
             let outcome = match entry.interaction {
-                Interaction::Create { res_type, resource, .. } => {
+                Interaction::Create {
+                    res_type, resource, ..
+                } => {
                     let id = ids
                         .get(&index)
                         .cloned()

@@ -21,18 +21,28 @@ impl FhirService {
     /// Runs the search `query` on `res_type` and says whether it matched
     /// nothing, one resource (its id), or several. Unknown parameters are
     /// refused: a condition that is silently ignored would match everything.
-    pub(super) async fn conditional_matches(&self, res_type: &str, query: &str) -> ServiceResult<Matches> {
+    pub(super) async fn conditional_matches(
+        &self,
+        res_type: &str,
+        query: &str,
+    ) -> ServiceResult<Matches> {
         let params: Vec<(String, String)> = query_pairs(query)
             .into_iter()
             .filter(|(k, _)| !matches!(k.as_str(), "_format" | "_pretty"))
             .collect();
         if params.is_empty() {
-            return Err(ServiceError::invalid("a conditional interaction needs search parameters", None));
+            return Err(ServiceError::invalid(
+                "a conditional interaction needs search parameters",
+                None,
+            ));
         }
         let mut plan = SearchPlan::parse(&REGISTRY, vec![res_type.to_string()], &params, 2, 2)?;
         if !plan.ignored.is_empty() {
             return Err(ServiceError::invalid(
-                format!("unknown search parameter(s) in the condition: {}", plan.ignored.join(", ")),
+                format!(
+                    "unknown search parameter(s) in the condition: {}",
+                    plan.ignored.join(", ")
+                ),
                 None,
             ));
         }
@@ -50,12 +60,27 @@ impl FhirService {
 
     /// Turns a conditional interaction into a plain one by running its search.
     /// `Ok(Err(outcome))` when the answer is decided without a write.
-    pub(super) async fn resolve_conditional(&self, i: Interaction) -> ServiceResult<Result<Interaction, Outcome>> {
-        let many = |what: &str| ServiceError::precondition_failed(format!("the {what} condition matched more than one resource"));
+    pub(super) async fn resolve_conditional(
+        &self,
+        i: Interaction,
+    ) -> ServiceResult<Result<Interaction, Outcome>> {
+        let many = |what: &str| {
+            ServiceError::precondition_failed(format!(
+                "the {what} condition matched more than one resource"
+            ))
+        };
         Ok(match i {
-            Interaction::Create { res_type, resource, if_none_exist: Some(q) } => {
+            Interaction::Create {
+                res_type,
+                resource,
+                if_none_exist: Some(q),
+            } => {
                 match self.conditional_matches(res_type.as_str(), &q).await? {
-                    Matches::None => Ok(Interaction::Create { res_type, resource, if_none_exist: None }),
+                    Matches::None => Ok(Interaction::Create {
+                        res_type,
+                        resource,
+                        if_none_exist: None,
+                    }),
                     Matches::One(id) => {
                         // Already there: answer 200 with the existing resource.
                         let mut existing = self.read(&res_type, &id).await?;
@@ -65,12 +90,28 @@ impl FhirService {
                     Matches::Many => return Err(many("If-None-Exist")),
                 }
             }
-            Interaction::ConditionalUpdate { res_type, query, resource } => {
-                let body_id = resource.get("id").and_then(Value::as_str).map(str::to_string);
+            Interaction::ConditionalUpdate {
+                res_type,
+                query,
+                resource,
+            } => {
+                let body_id = resource
+                    .get("id")
+                    .and_then(Value::as_str)
+                    .map(str::to_string);
                 match self.conditional_matches(res_type.as_str(), &query).await? {
                     Matches::None => match body_id {
-                        Some(id) => Ok(Interaction::Update { res_type, id, resource, if_match: None }),
-                        None => Ok(Interaction::Create { res_type, resource, if_none_exist: None }),
+                        Some(id) => Ok(Interaction::Update {
+                            res_type,
+                            id,
+                            resource,
+                            if_match: None,
+                        }),
+                        None => Ok(Interaction::Create {
+                            res_type,
+                            resource,
+                            if_none_exist: None,
+                        }),
                     },
                     Matches::One(id) => {
                         if body_id.as_ref().is_some_and(|b| *b != id) {
@@ -83,35 +124,68 @@ impl FhirService {
                         if let Some(obj) = resource.as_object_mut() {
                             obj.insert("id".into(), Value::String(id.clone()));
                         }
-                        Ok(Interaction::Update { res_type, id, resource, if_match: None })
+                        Ok(Interaction::Update {
+                            res_type,
+                            id,
+                            resource,
+                            if_match: None,
+                        })
                     }
                     Matches::Many => return Err(many("update")),
                 }
             }
-            Interaction::ConditionalPatch { res_type, query, patch } => match self.conditional_matches(res_type.as_str(), &query).await? {
-                Matches::None => return Err(ServiceError::not_found("the patch condition matched no resource")),
-                Matches::One(id) => Ok(Interaction::Patch { res_type, id, patch, if_match: None }),
+            Interaction::ConditionalPatch {
+                res_type,
+                query,
+                patch,
+            } => match self.conditional_matches(res_type.as_str(), &query).await? {
+                Matches::None => {
+                    return Err(ServiceError::not_found(
+                        "the patch condition matched no resource",
+                    ))
+                }
+                Matches::One(id) => Ok(Interaction::Patch {
+                    res_type,
+                    id,
+                    patch,
+                    if_match: None,
+                }),
                 Matches::Many => return Err(many("patch")),
             },
-            Interaction::ConditionalDelete { res_type, query } => match self.conditional_matches(res_type.as_str(), &query).await? {
-                Matches::None => Err(Outcome { status: 204, body: Body::None, version: None }),
-                Matches::One(id) => Ok(Interaction::Delete { res_type, id }),
-                Matches::Many => return Err(many("delete")),
-            },
+            Interaction::ConditionalDelete { res_type, query } => {
+                match self.conditional_matches(res_type.as_str(), &query).await? {
+                    Matches::None => Err(Outcome {
+                        status: 204,
+                        body: Body::None,
+                        version: None,
+                    }),
+                    Matches::One(id) => Ok(Interaction::Delete { res_type, id }),
+                    Matches::Many => return Err(many("delete")),
+                }
+            }
             other => Ok(other),
         })
     }
 
     /// Resolves a conditional reference (`Patient?identifier=x`) to `Type/id`.
     pub(super) async fn resolve_reference(&self, reference: &str) -> ServiceResult<String> {
-        let (t, q) = reference.split_once('?').ok_or_else(|| ServiceError::invalid("not a conditional reference", None))?;
+        let (t, q) = reference
+            .split_once('?')
+            .ok_or_else(|| ServiceError::invalid("not a conditional reference", None))?;
         if ResourceType::parse(t).is_none() {
-            return Err(ServiceError::invalid(format!("conditional reference to unknown type '{t}'"), None));
+            return Err(ServiceError::invalid(
+                format!("conditional reference to unknown type '{t}'"),
+                None,
+            ));
         }
         match self.conditional_matches(t, q).await? {
             Matches::One(id) => Ok(format!("{t}/{id}")),
-            Matches::None => Err(ServiceError::precondition_failed(format!("the conditional reference {t}?… matched no resource"))),
-            Matches::Many => Err(ServiceError::precondition_failed(format!("the conditional reference {t}?… matched several resources"))),
+            Matches::None => Err(ServiceError::precondition_failed(format!(
+                "the conditional reference {t}?… matched no resource"
+            ))),
+            Matches::Many => Err(ServiceError::precondition_failed(format!(
+                "the conditional reference {t}?… matched several resources"
+            ))),
         }
     }
 

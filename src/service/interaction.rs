@@ -128,9 +128,15 @@ impl Interaction {
             Interaction::Update { res_type, .. } => format!("update {res_type}"),
             Interaction::Patch { res_type, .. } => format!("patch {res_type}"),
             Interaction::Delete { res_type, .. } => format!("delete {res_type}"),
-            Interaction::ConditionalUpdate { res_type, .. } => format!("conditional-update {res_type}"),
-            Interaction::ConditionalPatch { res_type, .. } => format!("conditional-patch {res_type}"),
-            Interaction::ConditionalDelete { res_type, .. } => format!("conditional-delete {res_type}"),
+            Interaction::ConditionalUpdate { res_type, .. } => {
+                format!("conditional-update {res_type}")
+            }
+            Interaction::ConditionalPatch { res_type, .. } => {
+                format!("conditional-patch {res_type}")
+            }
+            Interaction::ConditionalDelete { res_type, .. } => {
+                format!("conditional-delete {res_type}")
+            }
             Interaction::History { scope, .. } => match scope {
                 HistoryTarget::System => "history-system".into(),
                 HistoryTarget::Type(t) => format!("history-type {t}"),
@@ -139,7 +145,9 @@ impl Interaction {
             Interaction::Search { target, .. } => match target {
                 SearchTarget::Type(t) => format!("search-type {t}"),
                 SearchTarget::System => "search-system".into(),
-                SearchTarget::Compartment { res_type, .. } => format!("search-compartment {res_type}"),
+                SearchTarget::Compartment { res_type, .. } => {
+                    format!("search-compartment {res_type}")
+                }
                 SearchTarget::Everything { .. } => "everything Patient".into(),
             },
             Interaction::Bundle { .. } => "batch/transaction".into(),
@@ -251,7 +259,10 @@ pub fn parse(req: RawRequest<'_>) -> ServiceResult<Interaction> {
         ("POST", [t]) => {
             let res_type = resource_type(t)?;
             if !req.query.is_empty() {
-                return Err(ServiceError::invalid("a create takes no query; use If-None-Exist for a conditional create", None));
+                return Err(ServiceError::invalid(
+                    "a create takes no query; use If-None-Exist for a conditional create",
+                    None,
+                ));
             }
             Ok(Interaction::Create {
                 res_type,
@@ -270,19 +281,23 @@ pub fn parse(req: RawRequest<'_>) -> ServiceResult<Interaction> {
             strict: false,
         }),
         ("GET", [t, id, "$everything"]) if *t == "Patient" => Ok(Interaction::Search {
-            target: SearchTarget::Everything { patient: Some(id_segment(id)?) },
+            target: SearchTarget::Everything {
+                patient: Some(id_segment(id)?),
+            },
             params: params(),
             strict: false,
         }),
-        ("GET", [t, id, c]) if ResourceType::parse(c).is_some() || *c == "*" => Ok(Interaction::Search {
-            target: SearchTarget::Compartment {
-                owner_type: resource_type(t)?.to_string(),
-                owner_id: id_segment(id)?,
-                res_type: c.to_string(),
-            },
-            params: params(),
-            strict: Preference::strict_handling(req.prefer),
-        }),
+        ("GET", [t, id, c]) if ResourceType::parse(c).is_some() || *c == "*" => {
+            Ok(Interaction::Search {
+                target: SearchTarget::Compartment {
+                    owner_type: resource_type(t)?.to_string(),
+                    owner_id: id_segment(id)?,
+                    res_type: c.to_string(),
+                },
+                params: params(),
+                strict: Preference::strict_handling(req.prefer),
+            })
+        }
         ("PUT", [t]) if !req.query.is_empty() => Ok(Interaction::ConditionalUpdate {
             res_type: resource_type(t)?,
             query: req.query.to_string(),
@@ -299,7 +314,10 @@ pub fn parse(req: RawRequest<'_>) -> ServiceResult<Interaction> {
         }),
         ("PUT" | "PATCH" | "DELETE", [t]) => {
             resource_type(t)?;
-            Err(ServiceError::invalid("a conditional interaction needs search parameters in the URL", None))
+            Err(ServiceError::invalid(
+                "a conditional interaction needs search parameters in the URL",
+                None,
+            ))
         }
         (_, [t]) => {
             resource_type(t)?;

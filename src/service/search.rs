@@ -24,7 +24,11 @@ pub enum SearchTarget {
     /// `GET /?_type=…` (every type when `_type` is absent).
     System,
     /// `GET /Patient/123/Observation?…` (`res_type` `*` for every member type).
-    Compartment { owner_type: String, owner_id: String, res_type: String },
+    Compartment {
+        owner_type: String,
+        owner_id: String,
+        res_type: String,
+    },
     /// `GET /Patient/123/$everything` or `/Patient/$everything` (owner `None`).
     Everything { patient: Option<String> },
 }
@@ -35,8 +39,17 @@ fn urlencode(s: &str) -> String {
 
 impl FhirService {
     /// Resolves a search target to the types searched and the path of its links.
-    fn target_types(&self, target: &SearchTarget, params: &[(String, String)]) -> ServiceResult<(Vec<String>, String, Option<Compartment>)> {
-        let all_patient_types = || compartment::PATIENT.iter().map(|(t, _)| t.clone()).collect::<Vec<_>>();
+    fn target_types(
+        &self,
+        target: &SearchTarget,
+        params: &[(String, String)],
+    ) -> ServiceResult<(Vec<String>, String, Option<Compartment>)> {
+        let all_patient_types = || {
+            compartment::PATIENT
+                .iter()
+                .map(|(t, _)| t.clone())
+                .collect::<Vec<_>>()
+        };
         Ok(match target {
             SearchTarget::Type(t) => (vec![t.clone()], t.clone(), None),
             SearchTarget::System => {
@@ -45,7 +58,10 @@ impl FhirService {
                         let list: Vec<String> = v.split(',').map(str::to_string).collect();
                         for t in &list {
                             if crate::fhir::ResourceType::parse(t).is_none() {
-                                return Err(ServiceError::invalid(format!("_type: unknown resource type '{t}'"), Some("_type")));
+                                return Err(ServiceError::invalid(
+                                    format!("_type: unknown resource type '{t}'"),
+                                    Some("_type"),
+                                ));
                             }
                         }
                         list
@@ -54,26 +70,43 @@ impl FhirService {
                 };
                 (types, String::new(), None)
             }
-            SearchTarget::Compartment { owner_type, owner_id, res_type } => {
+            SearchTarget::Compartment {
+                owner_type,
+                owner_id,
+                res_type,
+            } => {
                 if owner_type != "Patient" {
-                    return Err(ServiceError::not_supported("only the Patient compartment is supported"));
+                    return Err(ServiceError::not_supported(
+                        "only the Patient compartment is supported",
+                    ));
                 }
                 let members: Vec<(String, Vec<String>)> = if res_type == "*" {
                     compartment::PATIENT.clone()
                 } else {
                     let params = compartment::patient_params(res_type).ok_or_else(|| {
-                        ServiceError::invalid(format!("{res_type} is not in the Patient compartment"), None)
+                        ServiceError::invalid(
+                            format!("{res_type} is not in the Patient compartment"),
+                            None,
+                        )
                     })?;
                     vec![(res_type.clone(), params.to_vec())]
                 };
-                let types = if res_type == "*" { all_patient_types() } else { vec![res_type.clone()] };
+                let types = if res_type == "*" {
+                    all_patient_types()
+                } else {
+                    vec![res_type.clone()]
+                };
                 let c = Compartment {
                     owner_type: owner_type.clone(),
                     owner_id: owner_id.clone(),
                     include_owner: res_type == owner_type,
                     members,
                 };
-                (types, format!("{owner_type}/{owner_id}/{res_type}"), Some(c))
+                (
+                    types,
+                    format!("{owner_type}/{owner_id}/{res_type}"),
+                    Some(c),
+                )
             }
             SearchTarget::Everything { patient } => {
                 let mut types = all_patient_types();
@@ -96,9 +129,16 @@ impl FhirService {
     }
 
     /// Runs a search and renders the searchset Bundle.
-    pub(super) async fn search(&self, target: SearchTarget, params: &[(String, String)], strict: bool) -> ServiceResult<Outcome> {
+    pub(super) async fn search(
+        &self,
+        target: SearchTarget,
+        params: &[(String, String)],
+        strict: bool,
+    ) -> ServiceResult<Outcome> {
         let (mut types, path, compartment) = self.target_types(&target, params)?;
-        if let (SearchTarget::Everything { .. }, Some((_, v))) = (&target, params.iter().find(|(k, _)| k == "_type")) {
+        if let (SearchTarget::Everything { .. }, Some((_, v))) =
+            (&target, params.iter().find(|(k, _)| k == "_type"))
+        {
             let wanted: HashSet<&str> = v.split(',').collect();
             types.retain(|t| wanted.contains(t.as_str()));
         }
@@ -107,19 +147,38 @@ impl FhirService {
         let params = if let SearchTarget::Everything { .. } = target {
             filtered = params
                 .iter()
-                .filter(|(k, _)| matches!(k.as_str(), "_count" | "_cursor" | "_format" | "_pretty" | "_type"))
+                .filter(|(k, _)| {
+                    matches!(
+                        k.as_str(),
+                        "_count" | "_cursor" | "_format" | "_pretty" | "_type"
+                    )
+                })
                 .cloned()
-                .chain(params.iter().filter(|(k, _)| k == "_since").map(|(_, v)| ("_lastUpdated".to_string(), format!("ge{v}"))))
+                .chain(
+                    params
+                        .iter()
+                        .filter(|(k, _)| k == "_since")
+                        .map(|(_, v)| ("_lastUpdated".to_string(), format!("ge{v}"))),
+                )
                 .collect();
             &filtered[..]
         } else {
             params
         };
-        let mut plan = SearchPlan::parse(&REGISTRY, types, params, self.limits.default_count, self.limits.max_count)?;
+        let mut plan = SearchPlan::parse(
+            &REGISTRY,
+            types,
+            params,
+            self.limits.default_count,
+            self.limits.max_count,
+        )?;
         plan.compartment = compartment;
         if strict && !plan.ignored.is_empty() {
             return Err(ServiceError::invalid(
-                format!("unknown or unsupported search parameter(s): {}", plan.ignored.join(", ")),
+                format!(
+                    "unknown or unsupported search parameter(s): {}",
+                    plan.ignored.join(", ")
+                ),
                 None,
             ));
         }
@@ -154,7 +213,14 @@ impl FhirService {
             if backwards {
                 rows.reverse();
             }
-            let cursor_of = |row: &SearchRow, back: bool| Cursor { backwards: back, keys: row.keys.clone(), rid: row.rid }.encode();
+            let cursor_of = |row: &SearchRow, back: bool| {
+                Cursor {
+                    backwards: back,
+                    keys: row.keys.clone(),
+                    rid: row.rid,
+                }
+                .encode()
+            };
             links.push((
                 "self",
                 match &plan.cursor {
@@ -166,12 +232,22 @@ impl FhirService {
                 links.push(("first", link_base.clone()));
             }
             let has_next = if backwards { true } else { more };
-            let has_prev = if backwards { more } else { plan.cursor.is_some() };
+            let has_prev = if backwards {
+                more
+            } else {
+                plan.cursor.is_some()
+            };
             if let (true, Some(last)) = (has_next, rows.last()) {
-                links.push(("next", format!("{link_base}&_cursor={}", cursor_of(last, false))));
+                links.push((
+                    "next",
+                    format!("{link_base}&_cursor={}", cursor_of(last, false)),
+                ));
             }
             if let (true, Some(first)) = (has_prev, rows.first()) {
-                links.push(("previous", format!("{link_base}&_cursor={}", cursor_of(first, true))));
+                links.push((
+                    "previous",
+                    format!("{link_base}&_cursor={}", cursor_of(first, true)),
+                ));
             }
             let included = self.includes(&plan, &rows).await?;
             for row in rows.iter() {
@@ -188,19 +264,27 @@ impl FhirService {
                 .ignored
                 .iter()
                 .map(|p| {
-                    Issue::error("not-supported", format!("search parameter '{p}' is not known for this type and was ignored"))
-                        .with_severity(Severity::Warning)
-                        .at(p.clone())
+                    Issue::error(
+                        "not-supported",
+                        format!(
+                            "search parameter '{p}' is not known for this type and was ignored"
+                        ),
+                    )
+                    .with_severity(Severity::Warning)
+                    .at(p.clone())
                 })
                 .collect();
-            entries.push(json!({"resource": operation_outcome(&issues), "search": {"mode": "outcome"}}));
+            entries.push(
+                json!({"resource": operation_outcome(&issues), "search": {"mode": "outcome"}}),
+            );
         }
         let bundle = new_bundle("searchset", &links);
         Ok(Outcome::generated(200, finish(bundle, entries, total)))
     }
 
     fn entry(&self, row: &SearchRow, mode: &str, plan: &SearchPlan) -> ServiceResult<Value> {
-        let mut resource: Value = serde_json::from_str(&row.content).map_err(|_| ServiceError::internal())?;
+        let mut resource: Value =
+            serde_json::from_str(&row.content).map_err(|_| ServiceError::internal())?;
         if mode == "match" {
             shape::apply(&mut resource, plan.summary, plan.elements.as_deref());
         }
@@ -212,7 +296,11 @@ impl FhirService {
     }
 
     /// `_include` / `_revinclude` (with `:iterate`) for a page of rows.
-    async fn includes(&self, plan: &SearchPlan, rows: &[SearchRow]) -> ServiceResult<Vec<SearchRow>> {
+    async fn includes(
+        &self,
+        plan: &SearchPlan,
+        rows: &[SearchRow],
+    ) -> ServiceResult<Vec<SearchRow>> {
         if plan.includes.is_empty() && plan.revincludes.is_empty() || rows.is_empty() {
             return Ok(vec![]);
         }
@@ -227,7 +315,10 @@ impl FhirService {
                 let (sql, binds) = include_sql(spec, &rids);
                 found.extend(self.store.search_rows(sql, &binds, 0).await?);
             }
-            let targets: Vec<(String, String)> = frontier.iter().map(|r| (r.res_type.clone(), r.res_id.clone())).collect();
+            let targets: Vec<(String, String)> = frontier
+                .iter()
+                .map(|r| (r.res_type.clone(), r.res_id.clone()))
+                .collect();
             for spec in plan.revincludes.iter().filter(|s| applies(s)) {
                 let (sql, binds) = revinclude_sql(spec, &targets);
                 found.extend(self.store.search_rows(sql, &binds, 0).await?);

@@ -40,7 +40,12 @@ macro_rules! bound {
 impl Store {
     /// Runs a query selecting `rid, res_type, res_id, content` and then
     /// `key_count` sort keys (as text).
-    pub async fn search_rows(&self, sql: String, binds: &[Bind], key_count: usize) -> StoreResult<Vec<SearchRow>> {
+    pub async fn search_rows(
+        &self,
+        sql: String,
+        binds: &[Bind],
+        key_count: usize,
+    ) -> StoreResult<Vec<SearchRow>> {
         let rows = with_db!(&self.db, pool => {
             bound!(sql, binds)
                 .fetch_all(pool)
