@@ -43,5 +43,35 @@ def main() -> None:
     print("compartmentdefinition-patient.json copied")
 
 
+# ValueSets that `:in` / `:not-in` can use without a terminology server.
+VALUESETS = [
+    "http://hl7.org/fhir/ValueSet/administrative-gender",
+    "http://hl7.org/fhir/ValueSet/observation-category",
+    "http://hl7.org/fhir/ValueSet/observation-status",
+    "http://hl7.org/fhir/ValueSet/observation-vitalsignresult",
+    "http://hl7.org/fhir/ValueSet/condition-clinical",
+    "http://hl7.org/fhir/ValueSet/condition-ver-status",
+    "http://hl7.org/fhir/ValueSet/condition-category",
+    "http://hl7.org/fhir/ValueSet/encounter-status",
+    "http://hl7.org/fhir/ValueSet/allergyintolerance-clinical",
+    "http://hl7.org/fhir/ValueSet/medicationrequest-status",
+    "http://hl7.org/fhir/ValueSet/medicationrequest-intent",
+]
+
+
+def vendor_valuesets(src: Path) -> None:
+    bundle = json.loads((src / "valuesets.json").read_text())
+    keep = ["resourceType", "id", "url", "name", "status", "compose"]
+    entries = [
+        {"fullUrl": e["resource"]["url"], "resource": {k: e["resource"][k] for k in keep if k in e["resource"]}}
+        for e in bundle["entry"]
+        if e["resource"].get("resourceType") == "ValueSet" and e["resource"].get("url") in VALUESETS
+    ]
+    out = {"resourceType": "Bundle", "id": "valuesets", "type": "collection", "entry": entries}
+    (Path(__file__).parent / "valuesets.json").write_text(json.dumps(out, separators=(",", ":")) + "\n")
+    print(f"valuesets.json: {len(entries)} ValueSets")
+
+
 if __name__ == "__main__":
     main()
+    vendor_valuesets(Path(sys.argv[1] if len(sys.argv) > 1 else "package/dist/fhir/r4"))

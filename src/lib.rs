@@ -7,6 +7,7 @@
 pub mod cli;
 pub mod config;
 pub mod fhir;
+pub mod fhirpath;
 pub mod rest;
 pub mod search;
 pub mod service;

@@ -22,6 +22,8 @@ pub enum Command {
     Serve(ServeArgs),
     /// Load NDJSON files and Bundles (transaction, batch or collection) into the store.
     Import(ImportArgs),
+    /// Show the SQL and the database's query plan for a search (e.g. "Observation?code=1234-5").
+    Explain(ExplainArgs),
 }
 
 /// Where the data lives; shared by every subcommand that opens the store.
@@ -61,6 +63,14 @@ pub struct ImportArgs {
     /// Do not draw a progress bar.
     #[arg(long)]
     pub quiet: bool,
+    #[command(flatten)]
+    pub store: StoreArgs,
+}
+
+#[derive(Debug, Args)]
+pub struct ExplainArgs {
+    /// The search, relative to the FHIR base: `Type?params`.
+    pub search: String,
     #[command(flatten)]
     pub store: StoreArgs,
 }
@@ -112,6 +122,22 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
                 "vesta listening"
             );
             app.run_until(shutdown_signal()).await
+        }
+        Command::Explain(args) => {
+            crate::telemetry::init(false);
+            let s = settings(&args.store, None, None)?;
+            let service = crate::startup::open_service(&s, "urn:vesta:explain".into()).await?;
+            let (path, query) = args
+                .search
+                .split_once('?')
+                .unwrap_or((args.search.as_str(), ""));
+            let text = service
+                .explain_search(path.trim_matches('/'), query)
+                .await
+                .map_err(|e| anyhow::anyhow!("{}", e.outcome()))?;
+            println!("{text}");
+            service.store().close().await;
+            Ok(())
         }
         Command::Import(args) => {
             crate::telemetry::init(false);

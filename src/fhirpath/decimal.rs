@@ -10,8 +10,9 @@ pub(crate) const MAX_SCALE: u32 = 28;
 pub(crate) const DIVISION_SCALE: u32 = 8;
 
 /// `mantissa / 10^scale`. Arithmetic is checked: `None` means the result did
-/// not fit, never a wrong answer.
-#[derive(Clone, Copy, Debug)]
+/// not fit, never a wrong answer. `==` is structural (`1.0 != 1.00`); use
+/// [`Decimal::num_eq`] for numeric equality.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub(crate) struct Decimal {
     mantissa: i128,
     scale: u32,
@@ -22,19 +23,24 @@ fn pow10(exp: u32) -> Option<i128> {
 }
 
 impl Decimal {
-    pub(crate) const ZERO: Decimal = Decimal { mantissa: 0, scale: 0 };
-    pub(crate) const ONE: Decimal = Decimal { mantissa: 1, scale: 0 };
+    pub(crate) const ZERO: Decimal = Decimal {
+        mantissa: 0,
+        scale: 0,
+    };
+    pub(crate) const ONE: Decimal = Decimal {
+        mantissa: 1,
+        scale: 0,
+    };
 
     pub(crate) fn new(mantissa: i128, scale: u32) -> Decimal {
         Decimal { mantissa, scale }
     }
 
     pub(crate) fn from_i64(v: i64) -> Decimal {
-        Decimal { mantissa: i128::from(v), scale: 0 }
-    }
-
-    pub(crate) fn scale(&self) -> u32 {
-        self.scale
+        Decimal {
+            mantissa: i128::from(v),
+            scale: 0,
+        }
     }
 
     /// Parses `[+-]digits[.digits][e[+-]digits]` (JSON number text or a
@@ -60,7 +66,9 @@ impl Decimal {
         while i < bytes.len() {
             let c = bytes[i];
             if c.is_ascii_digit() {
-                mantissa = mantissa.checked_mul(10)?.checked_add(i128::from(c - b'0'))?;
+                mantissa = mantissa
+                    .checked_mul(10)?
+                    .checked_add(i128::from(c - b'0'))?;
                 digits += 1;
                 if seen_point {
                     scale += 1;
@@ -102,7 +110,7 @@ impl Decimal {
     }
 
     /// The value as `i64` when it is a whole number that fits.
-    pub(crate) fn to_i64_exact(&self) -> Option<i64> {
+    pub(crate) fn to_i64_exact(self) -> Option<i64> {
         let p = pow10(self.scale)?;
         if self.mantissa % p != 0 {
             return None;
@@ -110,7 +118,7 @@ impl Decimal {
         i64::try_from(self.mantissa / p).ok()
     }
 
-    pub(crate) fn to_f64(&self) -> f64 {
+    pub(crate) fn to_f64(self) -> f64 {
         // Text round-trip is exact to the nearest f64.
         self.to_string().parse().unwrap_or(f64::NAN)
     }
@@ -139,7 +147,11 @@ impl Decimal {
         let p = pow10(self.scale - scale)?;
         let q = self.mantissa / p;
         let r = self.mantissa % p;
-        let q = if r.abs() * 2 >= p { q + self.mantissa.signum() } else { q };
+        let q = if r.unsigned_abs() * 2 >= p.unsigned_abs() {
+            q + self.mantissa.signum()
+        } else {
+            q
+        };
         Some(Decimal { mantissa: q, scale })
     }
 
@@ -160,12 +172,18 @@ impl Decimal {
 
     pub(crate) fn checked_add(&self, other: &Decimal) -> Option<Decimal> {
         let (a, b, scale) = Decimal::align(self, other)?;
-        Some(Decimal { mantissa: a.checked_add(b)?, scale })
+        Some(Decimal {
+            mantissa: a.checked_add(b)?,
+            scale,
+        })
     }
 
     pub(crate) fn checked_sub(&self, other: &Decimal) -> Option<Decimal> {
         let (a, b, scale) = Decimal::align(self, other)?;
-        Some(Decimal { mantissa: a.checked_sub(b)?, scale })
+        Some(Decimal {
+            mantissa: a.checked_sub(b)?,
+            scale,
+        })
     }
 
     pub(crate) fn checked_mul(&self, other: &Decimal) -> Option<Decimal> {
@@ -191,19 +209,28 @@ impl Decimal {
         let shift = i64::from(DIVISION_SCALE + 1) + i64::from(other.scale) - i64::from(self.scale);
         let (num, den) = if shift >= 0 {
             (
-                self.mantissa.checked_mul(pow10(u32::try_from(shift).ok()?)?)?,
+                self.mantissa
+                    .checked_mul(pow10(u32::try_from(shift).ok()?)?)?,
                 other.mantissa,
             )
         } else {
             (
                 self.mantissa,
-                other.mantissa.checked_mul(pow10(u32::try_from(-shift).ok()?)?)?,
+                other
+                    .mantissa
+                    .checked_mul(pow10(u32::try_from(-shift).ok()?)?)?,
             )
         };
-        let q = Decimal { mantissa: num / den, scale: DIVISION_SCALE + 1 };
+        let q = Decimal {
+            mantissa: num.checked_div(den)?,
+            scale: DIVISION_SCALE + 1,
+        };
         let rounded = q.round(DIVISION_SCALE)?.trim();
         Some(if rounded.scale == 0 {
-            Decimal { mantissa: rounded.mantissa.checked_mul(10)?, scale: 1 }
+            Decimal {
+                mantissa: rounded.mantissa.checked_mul(10)?,
+                scale: 1,
+            }
         } else {
             rounded
         })
@@ -215,7 +242,10 @@ impl Decimal {
             return None;
         }
         let (a, b, _) = Decimal::align(self, other)?;
-        Some(Decimal { mantissa: a / b, scale: 0 })
+        Some(Decimal {
+            mantissa: a.checked_div(b)?,
+            scale: 0,
+        })
     }
 
     /// Remainder of truncated division (`mod`).
@@ -224,15 +254,24 @@ impl Decimal {
             return None;
         }
         let (a, b, scale) = Decimal::align(self, other)?;
-        Some(Decimal { mantissa: a % b, scale })
+        Some(Decimal {
+            mantissa: a.checked_rem(b)?,
+            scale,
+        })
     }
 
     pub(crate) fn neg(&self) -> Decimal {
-        Decimal { mantissa: -self.mantissa, scale: self.scale }
+        Decimal {
+            mantissa: self.mantissa.saturating_neg(),
+            scale: self.scale,
+        }
     }
 
     pub(crate) fn abs(&self) -> Decimal {
-        Decimal { mantissa: self.mantissa.abs(), scale: self.scale }
+        Decimal {
+            mantissa: self.mantissa.saturating_abs(),
+            scale: self.scale,
+        }
     }
 
     pub(crate) fn is_negative(&self) -> bool {
@@ -242,20 +281,33 @@ impl Decimal {
     /// Whole part toward zero.
     pub(crate) fn trunc(&self) -> Option<Decimal> {
         let p = pow10(self.scale)?;
-        Some(Decimal { mantissa: self.mantissa / p, scale: 0 })
+        Some(Decimal {
+            mantissa: self.mantissa / p,
+            scale: 0,
+        })
     }
 
     pub(crate) fn floor(&self) -> Option<Decimal> {
         let p = pow10(self.scale)?;
         let q = self.mantissa.div_euclid(p);
-        Some(Decimal { mantissa: q, scale: 0 })
+        Some(Decimal {
+            mantissa: q,
+            scale: 0,
+        })
     }
 
     pub(crate) fn ceil(&self) -> Option<Decimal> {
         let p = pow10(self.scale)?;
         let q = self.mantissa.div_euclid(p);
-        let q = if self.mantissa.rem_euclid(p) != 0 { q + 1 } else { q };
-        Some(Decimal { mantissa: q, scale: 0 })
+        let q = if self.mantissa.rem_euclid(p) != 0 {
+            q + 1
+        } else {
+            q
+        };
+        Some(Decimal {
+            mantissa: q,
+            scale: 0,
+        })
     }
 
     /// Numeric comparison; `None` only when aligning scales overflows.
@@ -317,11 +369,26 @@ mod tests {
 
     #[test]
     fn arithmetic_is_exact() {
-        assert_eq!(d("1.2").checked_mul(&d("1.8")).map(|x| x.to_string()), Some("2.16".into()));
-        assert_eq!(d("1.8").checked_sub(&d("1.2")).map(|x| x.to_string()), Some("0.6".into()));
-        assert_eq!(d("1.2").checked_div(&d("1.8")).map(|x| x.to_string()), Some("0.66666667".into()));
-        assert_eq!(d("4").checked_div(&d("2")).map(|x| x.to_string()), Some("2.0".into()));
-        assert_eq!(d("2.2").checked_rem(&d("1.8")).map(|x| x.to_string()), Some("0.4".into()));
+        assert_eq!(
+            d("1.2").checked_mul(&d("1.8")).map(|x| x.to_string()),
+            Some("2.16".into())
+        );
+        assert_eq!(
+            d("1.8").checked_sub(&d("1.2")).map(|x| x.to_string()),
+            Some("0.6".into())
+        );
+        assert_eq!(
+            d("1.2").checked_div(&d("1.8")).map(|x| x.to_string()),
+            Some("0.66666667".into())
+        );
+        assert_eq!(
+            d("4").checked_div(&d("2")).map(|x| x.to_string()),
+            Some("2.0".into())
+        );
+        assert_eq!(
+            d("2.2").checked_rem(&d("1.8")).map(|x| x.to_string()),
+            Some("0.4".into())
+        );
         assert!(d("1").checked_div(&d("0")).is_none());
     }
 

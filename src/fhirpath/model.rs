@@ -60,8 +60,7 @@ pub(crate) struct Alt {
 /// An element of a type or backbone element.
 #[derive(Debug)]
 pub(crate) struct ChildDef {
-    /// The element name without `[x]`.
-    pub(crate) name: &'static str,
+    /// One entry per type; a choice element (`value[x]`) has several.
     pub(crate) alts: Vec<Alt>,
 }
 
@@ -104,8 +103,9 @@ fn capitalize(s: &str) -> String {
 
 impl Model {
     fn load() -> Model {
-        let raw: serde_json::Value = serde_json::from_str(ELEMENT_TYPES_JSON)
-            .unwrap_or_else(|e| panic!("fhir-profiles/r4-element-types.json is not valid JSON: {e}"));
+        let raw: serde_json::Value = serde_json::from_str(ELEMENT_TYPES_JSON).unwrap_or_else(|e| {
+            panic!("fhir-profiles/r4-element-types.json is not valid JSON: {e}")
+        });
         Model::from_json(&raw)
     }
 
@@ -121,9 +121,18 @@ impl Model {
                     Some("primitive-type") => TypeKind::Primitive,
                     _ => TypeKind::Complex,
                 };
-                let base = def.get(1).and_then(|b| b.as_str()).filter(|b| !b.is_empty());
+                let base = def
+                    .get(1)
+                    .and_then(|b| b.as_str())
+                    .filter(|b| !b.is_empty());
                 let name = interner.get(name);
-                types.insert(name, TypeDef { kind, base: base.map(|b| interner.get(b)) });
+                types.insert(
+                    name,
+                    TypeDef {
+                        kind,
+                        base: base.map(|b| interner.get(b)),
+                    },
+                );
             }
         }
         let elements: Vec<(&String, Vec<&str>)> = raw
@@ -132,7 +141,10 @@ impl Model {
             .map(|m| {
                 m.iter()
                     .map(|(k, v)| {
-                        let parts = v.as_array().map(|a| a.iter().filter_map(|x| x.as_str()).collect()).unwrap_or_default();
+                        let parts = v
+                            .as_array()
+                            .map(|a| a.iter().filter_map(|x| x.as_str()).collect())
+                            .unwrap_or_default();
                         (k, parts)
                     })
                     .collect()
@@ -154,30 +166,49 @@ impl Model {
         }
         let mut containers: HashMap<&'static str, Container> = HashMap::new();
         for (path, parts) in &elements {
-            let Some((parent, raw_name)) = path.rsplit_once('.') else { continue };
+            let Some((parent, raw_name)) = path.rsplit_once('.') else {
+                continue;
+            };
             let choice = raw_name.ends_with("[x]");
             let name = interner.get(raw_name.trim_end_matches("[x]"));
             let codes = parts.get(1..).unwrap_or_default();
             let mut alts = Vec::new();
             for code in codes {
                 let ty = if let Some(target) = code.strip_prefix('#') {
-                    let target_code = element_code.get(target).copied().unwrap_or("BackboneElement");
-                    FhirType { code: interner.get(target_code), path: interner.get(target) }
+                    let target_code = element_code
+                        .get(target)
+                        .copied()
+                        .unwrap_or("BackboneElement");
+                    FhirType {
+                        code: interner.get(target_code),
+                        path: interner.get(target),
+                    }
                 } else if parents.contains(path.as_str()) {
-                    FhirType { code: interner.get(code), path: interner.get(path) }
+                    FhirType {
+                        code: interner.get(code),
+                        path: interner.get(path),
+                    }
                 } else {
                     let code = interner.get(code);
                     FhirType { code, path: code }
                 };
-                let key = if choice { interner.get(&format!("{name}{}", capitalize(code))) } else { name };
+                let key = if choice {
+                    interner.get(&format!("{name}{}", capitalize(code)))
+                } else {
+                    name
+                };
                 let underscore_key = interner.get(&format!("_{key}"));
-                alts.push(Alt { key, underscore_key, ty });
+                alts.push(Alt {
+                    key,
+                    underscore_key,
+                    ty,
+                });
             }
             let container = containers.entry(interner.get(parent)).or_default();
             for (i, alt) in alts.iter().enumerate() {
                 container.by_json_key.insert(alt.key, (name, i));
             }
-            container.children.insert(name, ChildDef { name, alts });
+            container.children.insert(name, ChildDef { alts });
         }
         Model { types, containers }
     }
@@ -188,11 +219,19 @@ impl Model {
 
     /// Containers to search for children of `ty`: its own definition, then
     /// its base types.
-    fn lookup<'m, T>(&'m self, ty: FhirType, mut f: impl FnMut(&'m Container) -> Option<T>) -> Option<T> {
+    fn lookup<'m, T>(
+        &'m self,
+        ty: FhirType,
+        mut f: impl FnMut(&'m Container) -> Option<T>,
+    ) -> Option<T> {
         if let Some(found) = self.containers.get(ty.path).and_then(&mut f) {
             return Some(found);
         }
-        let mut next = if ty.path == ty.code { self.base_of(ty.code) } else { Some(ty.code) };
+        let mut next = if ty.path == ty.code {
+            self.base_of(ty.code)
+        } else {
+            Some(ty.code)
+        };
         for _ in 0..MAX_BASE_CHAIN {
             let code = next?;
             if let Some(found) = self.containers.get(code).and_then(&mut f) {
@@ -266,18 +305,29 @@ mod tests {
         let m = &*MODEL;
         let obs = m.type_named("Observation").expect("Observation");
         let value = m.child(obs, "value").expect("Observation.value[x]");
-        assert!(value.alts.iter().any(|a| a.key == "valueQuantity" && a.ty.code == "Quantity"));
-        let (def, alt) = m.child_by_json_key(obs, "valueString").expect("valueString");
-        assert_eq!((def.name, alt.ty.code), ("value", "string"));
+        assert!(value
+            .alts
+            .iter()
+            .any(|a| a.key == "valueQuantity" && a.ty.code == "Quantity"));
+        let (def, alt) = m
+            .child_by_json_key(obs, "valueString")
+            .expect("valueString");
+        assert_eq!((def.alts.len(), alt.ty.code), (11, "string"));
         let meta = m.child(obs, "meta").expect("inherited from Resource");
         assert_eq!(meta.alts[0].ty.code, "Meta");
 
         let q = m.type_named("Questionnaire").expect("Questionnaire");
         let item = m.child(q, "item").expect("item").alts[0].ty;
-        assert_eq!((item.code, item.path), ("BackboneElement", "Questionnaire.item"));
+        assert_eq!(
+            (item.code, item.path),
+            ("BackboneElement", "Questionnaire.item")
+        );
         let nested = m.child(item, "item").expect("item.item").alts[0].ty;
         assert_eq!(nested.path, "Questionnaire.item");
-        assert!(m.child(item, "extension").is_some(), "Element.extension via BackboneElement");
+        assert!(
+            m.child(item, "extension").is_some(),
+            "Element.extension via BackboneElement"
+        );
 
         let date = m.type_named("date").expect("date");
         assert!(m.child(date, "extension").is_some());

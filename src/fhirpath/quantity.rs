@@ -43,28 +43,138 @@ const fn dim(i: usize, e: i8) -> Dims {
 }
 
 const ATOMS: &[Atom] = &[
-    Atom { code: "m", factor: "1", dims: dim(0, 1), metric: true },
-    Atom { code: "g", factor: "1", dims: dim(1, 1), metric: true },
-    Atom { code: "s", factor: "1", dims: dim(2, 1), metric: true },
-    Atom { code: "mol", factor: "1", dims: dim(3, 1), metric: true },
-    Atom { code: "K", factor: "1", dims: dim(4, 1), metric: true },
-    Atom { code: "A", factor: "1", dims: dim(5, 1), metric: true },
-    Atom { code: "cd", factor: "1", dims: dim(6, 1), metric: true },
-    Atom { code: "L", factor: "0.001", dims: dim(0, 3), metric: true },
-    Atom { code: "l", factor: "0.001", dims: dim(0, 3), metric: true },
-    Atom { code: "min", factor: "60", dims: dim(2, 1), metric: false },
-    Atom { code: "h", factor: "3600", dims: dim(2, 1), metric: false },
-    Atom { code: "d", factor: "86400", dims: dim(2, 1), metric: false },
-    Atom { code: "wk", factor: "604800", dims: dim(2, 1), metric: false },
-    Atom { code: "mo", factor: "2629800", dims: dim(2, 1), metric: false },
-    Atom { code: "a", factor: "31557600", dims: dim(2, 1), metric: false },
-    Atom { code: "[lb_av]", factor: "453.59237", dims: dim(1, 1), metric: false },
-    Atom { code: "[oz_av]", factor: "28.349523125", dims: dim(1, 1), metric: false },
-    Atom { code: "[in_i]", factor: "0.0254", dims: dim(0, 1), metric: false },
-    Atom { code: "[ft_i]", factor: "0.3048", dims: dim(0, 1), metric: false },
-    Atom { code: "[mi_i]", factor: "1609.344", dims: dim(0, 1), metric: false },
-    Atom { code: "%", factor: "0.01", dims: [0; 7], metric: false },
-    Atom { code: "1", factor: "1", dims: [0; 7], metric: false },
+    Atom {
+        code: "m",
+        factor: "1",
+        dims: dim(0, 1),
+        metric: true,
+    },
+    Atom {
+        code: "g",
+        factor: "1",
+        dims: dim(1, 1),
+        metric: true,
+    },
+    Atom {
+        code: "s",
+        factor: "1",
+        dims: dim(2, 1),
+        metric: true,
+    },
+    Atom {
+        code: "mol",
+        factor: "1",
+        dims: dim(3, 1),
+        metric: true,
+    },
+    Atom {
+        code: "K",
+        factor: "1",
+        dims: dim(4, 1),
+        metric: true,
+    },
+    Atom {
+        code: "A",
+        factor: "1",
+        dims: dim(5, 1),
+        metric: true,
+    },
+    Atom {
+        code: "cd",
+        factor: "1",
+        dims: dim(6, 1),
+        metric: true,
+    },
+    Atom {
+        code: "L",
+        factor: "0.001",
+        dims: dim(0, 3),
+        metric: true,
+    },
+    Atom {
+        code: "l",
+        factor: "0.001",
+        dims: dim(0, 3),
+        metric: true,
+    },
+    Atom {
+        code: "min",
+        factor: "60",
+        dims: dim(2, 1),
+        metric: false,
+    },
+    Atom {
+        code: "h",
+        factor: "3600",
+        dims: dim(2, 1),
+        metric: false,
+    },
+    Atom {
+        code: "d",
+        factor: "86400",
+        dims: dim(2, 1),
+        metric: false,
+    },
+    Atom {
+        code: "wk",
+        factor: "604800",
+        dims: dim(2, 1),
+        metric: false,
+    },
+    Atom {
+        code: "mo",
+        factor: "2629800",
+        dims: dim(2, 1),
+        metric: false,
+    },
+    Atom {
+        code: "a",
+        factor: "31557600",
+        dims: dim(2, 1),
+        metric: false,
+    },
+    Atom {
+        code: "[lb_av]",
+        factor: "453.59237",
+        dims: dim(1, 1),
+        metric: false,
+    },
+    Atom {
+        code: "[oz_av]",
+        factor: "28.349523125",
+        dims: dim(1, 1),
+        metric: false,
+    },
+    Atom {
+        code: "[in_i]",
+        factor: "0.0254",
+        dims: dim(0, 1),
+        metric: false,
+    },
+    Atom {
+        code: "[ft_i]",
+        factor: "0.3048",
+        dims: dim(0, 1),
+        metric: false,
+    },
+    Atom {
+        code: "[mi_i]",
+        factor: "1609.344",
+        dims: dim(0, 1),
+        metric: false,
+    },
+    Atom {
+        code: "%",
+        factor: "0.01",
+        dims: [0; 7],
+        metric: false,
+    },
+    Atom {
+        code: "1",
+        factor: "1",
+        dims: [0; 7],
+        metric: false,
+    },
 ];
 
 const PREFIXES: &[(&str, i32)] = &[
@@ -120,7 +230,10 @@ impl UnitParser<'_> {
         if depth > 8 {
             return None;
         }
-        let mut acc = Canonical { factor: Decimal::ONE, dims: [0; 7] };
+        let mut acc = Canonical {
+            factor: Decimal::ONE,
+            dims: [0; 7],
+        };
         let mut divide = false;
         if self.s.get(self.pos) == Some(&b'/') {
             self.pos += 1;
@@ -152,7 +265,10 @@ impl UnitParser<'_> {
             }
             b'{' => {
                 self.skip_annotation()?;
-                return Some(Canonical { factor: Decimal::ONE, dims: [0; 7] });
+                return Some(Canonical {
+                    factor: Decimal::ONE,
+                    dims: [0; 7],
+                });
             }
             b'0'..=b'9' => {
                 while self.s.get(self.pos).is_some_and(u8::is_ascii_digit) {
@@ -165,9 +281,15 @@ impl UnitParser<'_> {
                     if n.to_i64_exact() != Some(10) {
                         return None;
                     }
-                    return Some(Canonical { factor: pow10_decimal(e), dims: [0; 7] });
+                    return Some(Canonical {
+                        factor: pow10_decimal(e),
+                        dims: [0; 7],
+                    });
                 }
-                Canonical { factor: n, dims: [0; 7] }
+                Canonical {
+                    factor: n,
+                    dims: [0; 7],
+                }
             }
             _ => {
                 if self.s.get(self.pos) == Some(&b'[') {
@@ -176,11 +298,12 @@ impl UnitParser<'_> {
                     }
                     self.pos += 1;
                 }
-                while self
-                    .s
-                    .get(self.pos)
-                    .is_some_and(|&b| !matches!(b, b'.' | b'/' | b'(' | b')' | b'{' | b'+' | b'-' | b'0'..=b'9' | b'['))
-                {
+                while self.s.get(self.pos).is_some_and(|&b| {
+                    !matches!(
+                        b,
+                        b'.' | b'/' | b'(' | b')' | b'{' | b'+' | b'-' | b'0'..=b'9' | b'['
+                    )
+                }) {
                     self.pos += 1;
                 }
                 let symbol = std::str::from_utf8(self.s.get(start..self.pos)?).ok()?;
@@ -188,7 +311,11 @@ impl UnitParser<'_> {
                 Canonical { factor, dims }
             }
         };
-        if self.s.get(self.pos).is_some_and(|b| b.is_ascii_digit() || *b == b'-' || *b == b'+') {
+        if self
+            .s
+            .get(self.pos)
+            .is_some_and(|b| b.is_ascii_digit() || *b == b'-' || *b == b'+')
+        {
             let e = self.exponent()?;
             base = power(base, e)?;
         }
@@ -206,7 +333,10 @@ impl UnitParser<'_> {
         while self.s.get(self.pos).is_some_and(u8::is_ascii_digit) {
             self.pos += 1;
         }
-        let e: i32 = std::str::from_utf8(&self.s[start..self.pos]).ok()?.parse().ok()?;
+        let e: i32 = std::str::from_utf8(&self.s[start..self.pos])
+            .ok()?
+            .parse()
+            .ok()?;
         (e.abs() <= 24).then_some(e)
     }
 
@@ -222,16 +352,34 @@ impl UnitParser<'_> {
 fn combine(a: Canonical, b: Canonical, divide: bool) -> Option<Canonical> {
     let mut dims = a.dims;
     for (d, e) in dims.iter_mut().zip(b.dims) {
-        *d = if divide { d.checked_sub(e)? } else { d.checked_add(e)? };
+        *d = if divide {
+            d.checked_sub(e)?
+        } else {
+            d.checked_add(e)?
+        };
     }
-    let factor = if divide { a.factor.checked_div(&b.factor)? } else { a.factor.checked_mul(&b.factor)? };
+    let factor = if divide {
+        a.factor.checked_div(&b.factor)?
+    } else {
+        a.factor.checked_mul(&b.factor)?
+    };
     Some(Canonical { factor, dims })
 }
 
 fn power(c: Canonical, e: i32) -> Option<Canonical> {
-    let mut acc = Canonical { factor: Decimal::ONE, dims: [0; 7] };
+    let mut acc = Canonical {
+        factor: Decimal::ONE,
+        dims: [0; 7],
+    };
     for _ in 0..e.unsigned_abs() {
-        acc = combine(acc, Canonical { factor: c.factor, dims: c.dims }, e < 0)?;
+        acc = combine(
+            acc,
+            Canonical {
+                factor: c.factor,
+                dims: c.dims,
+            },
+            e < 0,
+        )?;
     }
     Some(acc)
 }
@@ -256,7 +404,10 @@ fn canonical(unit: &str) -> Option<Canonical> {
     if unit.len() > MAX_UNIT_LEN {
         return None;
     }
-    let mut p = UnitParser { s: unit.as_bytes(), pos: 0 };
+    let mut p = UnitParser {
+        s: unit.as_bytes(),
+        pos: 0,
+    };
     let c = p.term(0)?;
     (p.pos == unit.len()).then_some(c)
 }
@@ -270,12 +421,18 @@ fn common(a: &Quantity, b: &Quantity) -> Option<(Decimal, Decimal)> {
     if ca.dims != cb.dims {
         return None;
     }
-    Some((a.value.checked_mul(&ca.factor)?, b.value.checked_mul(&cb.factor)?))
+    Some((
+        a.value.checked_mul(&ca.factor)?,
+        b.value.checked_mul(&cb.factor)?,
+    ))
 }
 
 impl Quantity {
     pub(crate) fn new(value: Decimal, unit: impl Into<String>) -> Quantity {
-        Quantity { value, unit: unit.into() }
+        Quantity {
+            value,
+            unit: unit.into(),
+        }
     }
 
     /// `=`: unequal when the units are not commensurable.
@@ -308,9 +465,16 @@ impl Quantity {
             if ca.dims != cb.dims {
                 return None;
             }
-            other.value.checked_mul(&cb.factor)?.checked_div(&ca.factor)?
+            other
+                .value
+                .checked_mul(&cb.factor)?
+                .checked_div(&ca.factor)?
         };
-        let value = if subtract { self.value.checked_sub(&other_value)? } else { self.value.checked_add(&other_value)? };
+        let value = if subtract {
+            self.value.checked_sub(&other_value)?
+        } else {
+            self.value.checked_add(&other_value)?
+        };
         Some(Quantity::new(value, self.unit.clone()))
     }
 
@@ -388,7 +552,10 @@ mod tests {
         assert!(q("4", "g").equivalent(&q("4040", "mg")));
         assert_eq!(q("7", "days").equals(&q("1", "week")), Some(true));
         assert_eq!(q("7", "days").equals(&q("1", "wk")), Some(true));
-        assert_eq!(q("6", "days").compare(&q("1", "week")), Some(Ordering::Less));
+        assert_eq!(
+            q("6", "days").compare(&q("1", "week")),
+            Some(Ordering::Less)
+        );
         assert_eq!(q("1", "kg").compare(&q("1", "m")), None);
     }
 

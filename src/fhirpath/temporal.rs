@@ -85,7 +85,11 @@ impl<'s> Cursor<'s> {
             return None;
         }
         self.pos = end;
-        Some(slice.iter().fold(0u32, |acc, b| acc * 10 + u32::from(b - b'0')))
+        Some(
+            slice
+                .iter()
+                .fold(0u32, |acc, b| acc * 10 + u32::from(b - b'0')),
+        )
     }
     fn eat(&mut self, c: u8) -> bool {
         if self.bytes.get(self.pos) == Some(&c) {
@@ -164,14 +168,20 @@ impl Temporal {
 
     /// `YYYY[-MM[-DD]]`.
     pub(crate) fn parse_date(text: &str) -> Option<Temporal> {
-        let mut c = Cursor { bytes: text.as_bytes(), pos: 0 };
+        let mut c = Cursor {
+            bytes: text.as_bytes(),
+            pos: 0,
+        };
         let t = parse_date_part(&mut c, TemporalKind::Date)?;
         c.done().then_some(t)
     }
 
     /// `YYYY[-MM[-DD]][T[hh[:mm[:ss[.fff]]]]][Z|±hh:mm]`.
     pub(crate) fn parse_datetime(text: &str) -> Option<Temporal> {
-        let mut c = Cursor { bytes: text.as_bytes(), pos: 0 };
+        let mut c = Cursor {
+            bytes: text.as_bytes(),
+            pos: 0,
+        };
         let mut t = parse_date_part(&mut c, TemporalKind::DateTime)?;
         if c.eat(b'T') {
             if t.precision != Precision::Day && !c.done() {
@@ -187,7 +197,10 @@ impl Temporal {
 
     /// `hh[:mm[:ss[.fff]]]` (no timezone).
     pub(crate) fn parse_time(text: &str) -> Option<Temporal> {
-        let mut c = Cursor { bytes: text.as_bytes(), pos: 0 };
+        let mut c = Cursor {
+            bytes: text.as_bytes(),
+            pos: 0,
+        };
         let mut t = Temporal::empty(TemporalKind::Time, Precision::Hour);
         parse_time_part(&mut c, &mut t)?;
         c.done().then_some(t)
@@ -211,7 +224,9 @@ impl Temporal {
 
     /// The same instant expressed in UTC (no-op without a timezone or time).
     fn to_utc(self) -> Temporal {
-        let Some(tz) = self.tz_minutes else { return self };
+        let Some(tz) = self.tz_minutes else {
+            return self;
+        };
         if !self.has_time() || self.kind == TemporalKind::Time {
             return self;
         }
@@ -244,7 +259,11 @@ impl Temporal {
         let (a, b) = (*self, *other);
         let a_tz = a.has_time() && a.tz_minutes.is_some();
         let b_tz = b.has_time() && b.tz_minutes.is_some();
-        let (a, b) = if a_tz && b_tz { (a.to_utc(), b.to_utc()) } else { (a, b) };
+        let (a, b) = if a_tz && b_tz {
+            (a.to_utc(), b.to_utc())
+        } else {
+            (a, b)
+        };
         let top = a.level().min(b.level());
         let start = if a.kind == TemporalKind::Time { 3 } else { 0 };
         for level in start..=top {
@@ -285,7 +304,11 @@ impl Temporal {
         let a_tz = self.has_time() && self.tz_minutes.is_some();
         let b_tz = other.has_time() && other.tz_minutes.is_some();
         if a_tz != b_tz {
-            return if self.level() == other.level() { None } else { Some(false) };
+            return if self.level() == other.level() {
+                None
+            } else {
+                Some(false)
+            };
         }
         self.compare(other).map(|o| o == Ordering::Equal)
     }
@@ -307,7 +330,11 @@ impl Temporal {
                 if t.kind == TemporalKind::Time {
                     return None;
                 }
-                let months = if unit == CalendarUnit::Year { amount.checked_mul(12)? } else { amount };
+                let months = if unit == CalendarUnit::Year {
+                    amount.checked_mul(12)?
+                } else {
+                    amount
+                };
                 if t.precision == Precision::Year {
                     let years = months / 12;
                     t.year = i32::try_from(i64::from(t.year).checked_add(years)?).ok()?;
@@ -558,30 +585,54 @@ mod tests {
     fn parses_partial_values() {
         assert_eq!(dt("2015").precision, Precision::Year);
         assert_eq!(dt("2015-02-04T14:34:28.123+10:00").tz_minutes, Some(600));
-        assert_eq!(dt("2015-02-04T14:34:28.123+10:00").to_string(), "2015-02-04T14:34:28.123+10:00");
+        assert_eq!(
+            dt("2015-02-04T14:34:28.123+10:00").to_string(),
+            "2015-02-04T14:34:28.123+10:00"
+        );
         assert!(Temporal::parse_date("2015-02-30").is_none());
         assert!(Temporal::parse_time("14:34:28Z").is_none());
-        assert_eq!(Temporal::parse_time("14:34").map(|t| t.to_string()), Some("14:34".into()));
+        assert_eq!(
+            Temporal::parse_time("14:34").map(|t| t.to_string()),
+            Some("14:34".into())
+        );
     }
 
     #[test]
     fn compares_with_precision_and_timezones() {
         assert_eq!(dt("2018-03").compare(&dt("2018-03-01")), None);
-        assert_eq!(dt("2018-02").compare(&dt("2018-03-01")), Some(Ordering::Less));
-        assert_eq!(dt("2012-04-15T15:30:31").equals(&dt("2012-04-15T15:30:31.0")), Some(true));
+        assert_eq!(
+            dt("2018-02").compare(&dt("2018-03-01")),
+            Some(Ordering::Less)
+        );
+        assert_eq!(
+            dt("2012-04-15T15:30:31").equals(&dt("2012-04-15T15:30:31.0")),
+            Some(true)
+        );
         assert_eq!(
             dt("2017-11-05T01:30:00.0-04:00").compare(&dt("2017-11-05T01:15:00.0-05:00")),
             Some(Ordering::Less)
         );
-        assert_eq!(dt("2012-04-15T15:00:00Z").equals(&dt("2012-04-15T10:00:00")), None);
+        assert_eq!(
+            dt("2012-04-15T15:00:00Z").equals(&dt("2012-04-15T10:00:00")),
+            None
+        );
     }
 
     #[test]
     fn calendar_arithmetic() {
         let t = Temporal::parse_date("2020-01-31").expect("date");
-        assert_eq!(t.add(1, CalendarUnit::Month).map(|t| t.to_string()), Some("2020-02-29".into()));
-        assert_eq!(t.add(-31, CalendarUnit::Day).map(|t| t.to_string()), Some("2019-12-31".into()));
+        assert_eq!(
+            t.add(1, CalendarUnit::Month).map(|t| t.to_string()),
+            Some("2020-02-29".into())
+        );
+        assert_eq!(
+            t.add(-31, CalendarUnit::Day).map(|t| t.to_string()),
+            Some("2019-12-31".into())
+        );
         let t = dt("2020-01-01T23:30:00Z");
-        assert_eq!(t.add(45, CalendarUnit::Minute).map(|t| t.to_string()), Some("2020-01-02T00:15:00Z".into()));
+        assert_eq!(
+            t.add(45, CalendarUnit::Minute).map(|t| t.to_string()),
+            Some("2020-01-02T00:15:00Z".into())
+        );
     }
 }

@@ -32,7 +32,10 @@ pub(crate) enum Item<'a> {
     Temporal(Temporal),
     Qty(Box<Quantity>),
     /// The result of `type()`: `namespace` and `name` are its members.
-    TypeInfo { namespace: &'static str, name: Arc<str> },
+    TypeInfo {
+        namespace: &'static str,
+        name: Arc<str>,
+    },
 }
 
 /// A primitive view of an item, for comparison and arithmetic.
@@ -46,7 +49,15 @@ pub(crate) enum Prim<'x> {
     Qty(Cow<'x, Quantity>),
 }
 
-const QUANTITY_TYPES: &[&str] = &["Quantity", "Age", "Duration", "Distance", "Count", "SimpleQuantity", "MoneyQuantity"];
+const QUANTITY_TYPES: &[&str] = &[
+    "Quantity",
+    "Age",
+    "Duration",
+    "Distance",
+    "Count",
+    "SimpleQuantity",
+    "MoneyQuantity",
+];
 
 /// The System type a FHIR primitive type maps to.
 pub(crate) fn system_type_of(code: &str) -> Option<&'static str> {
@@ -57,8 +68,8 @@ pub(crate) fn system_type_of(code: &str) -> Option<&'static str> {
         "date" => "Date",
         "dateTime" | "instant" => "DateTime",
         "time" => "Time",
-        "string" | "code" | "id" | "uri" | "url" | "canonical" | "oid" | "uuid" | "markdown" | "base64Binary"
-        | "xhtml" => "String",
+        "string" | "code" | "id" | "uri" | "url" | "canonical" | "oid" | "uuid" | "markdown"
+        | "base64Binary" | "xhtml" => "String",
         _ => return None,
     })
 }
@@ -92,7 +103,11 @@ impl<'a> Elem<'a> {
             .and_then(Value::as_str)
             .and_then(|t| MODEL.type_named(t))
             .unwrap_or(FhirType::UNKNOWN);
-        Elem { value: Some(json), ext: None, ty }
+        Elem {
+            value: Some(json),
+            ext: None,
+            ty,
+        }
     }
 
     /// Whether this element holds a JSON object (complex type, backbone
@@ -115,7 +130,9 @@ impl<'a> Elem<'a> {
         match (system_type_of(code), value) {
             (Some("Boolean") | None, Value::Bool(b)) => Some(Prim::Bool(*b)),
             (Some("Integer"), Value::Number(n)) => n.as_i64().map(Prim::Int),
-            (Some("Decimal"), Value::Number(n)) => Decimal::parse(json_number_text(n)).map(Prim::Dec),
+            (Some("Decimal"), Value::Number(n)) => {
+                Decimal::parse(json_number_text(n)).map(Prim::Dec)
+            }
             (None, Value::Number(n)) => {
                 let text = json_number_text(n);
                 match n.as_i64() {
@@ -249,7 +266,10 @@ pub enum NodeValue<'a> {
     /// An element of the resource: its JSON value (`None` for a primitive
     /// that has only an id or extensions) and, for primitives, the JSON of
     /// its `_name` companion.
-    Element { value: Option<&'a Value>, extension: Option<&'a Value> },
+    Element {
+        value: Option<&'a Value>,
+        extension: Option<&'a Value>,
+    },
     Boolean(bool),
     Integer(i64),
     /// Decimal text, keeping its precision (`98.60`).
@@ -257,9 +277,15 @@ pub enum NodeValue<'a> {
     String(String),
     /// A date, dateTime or time in FHIR text form; [`Node::type_name`] says which.
     Temporal(String),
-    Quantity { value: String, unit: String },
+    Quantity {
+        value: String,
+        unit: String,
+    },
     /// The result of `type()`.
-    TypeInfo { namespace: String, name: String },
+    TypeInfo {
+        namespace: String,
+        name: String,
+    },
 }
 
 impl<'a> Node<'a> {
@@ -286,16 +312,23 @@ impl<'a> Node<'a> {
     /// What this node holds.
     pub fn value(&self) -> NodeValue<'a> {
         match &self.item {
-            Item::Elem(e) => NodeValue::Element { value: e.value, extension: e.ext },
+            Item::Elem(e) => NodeValue::Element {
+                value: e.value,
+                extension: e.ext,
+            },
             Item::Bool(b) => NodeValue::Boolean(*b),
             Item::Int(i) => NodeValue::Integer(*i),
             Item::Dec(d) => NodeValue::Decimal(d.to_string()),
             Item::Str(s) => NodeValue::String(s.to_string()),
             Item::Temporal(t) => NodeValue::Temporal(t.to_string()),
-            Item::Qty(q) => NodeValue::Quantity { value: q.value.to_string(), unit: q.unit.clone() },
-            Item::TypeInfo { namespace, name } => {
-                NodeValue::TypeInfo { namespace: namespace.to_string(), name: name.to_string() }
-            }
+            Item::Qty(q) => NodeValue::Quantity {
+                value: q.value.to_string(),
+                unit: q.unit.clone(),
+            },
+            Item::TypeInfo { namespace, name } => NodeValue::TypeInfo {
+                namespace: namespace.to_string(),
+                name: name.to_string(),
+            },
         }
     }
 
@@ -303,9 +336,5 @@ impl<'a> Node<'a> {
     /// `"185 '[lb_av]'"`); `None` for complex elements.
     pub fn as_text(&self) -> Option<Cow<'_, str>> {
         self.item.display()
-    }
-
-    pub(crate) fn item(&self) -> &Item<'a> {
-        &self.item
     }
 }

@@ -1,106 +1,267 @@
-//! Extraction of search-index rows from a resource at write time.
-//!
-//! This covers the parameters every resource type shares, read straight from
-//! the JSON: `_tag`, `_security` and `identifier` (token), `_profile` and
-//! `_source` (uri), and the `subject` / `patient` references that place a
-//! resource in a patient's compartment. FHIRPath-driven extraction for every
-//! SearchParameter replaces this with the search issue.
+//! Extraction of search-index rows at write time: every SearchParameter of
+//! the resource's type is evaluated (FHIRPath) and its values turned into rows.
+
+use std::collections::HashMap;
+use std::sync::{Arc, LazyLock};
 
 use serde_json::Value;
 
+use super::definitions::{ParamDef, ParamKind, REGISTRY};
 use super::normalize::fold;
-use crate::fhir::is_valid_id;
-use crate::store::{IndexRows, ReferenceRow, TokenRow, UriRow};
+use super::to_rows::{self, MAX_INDEXED_STRING};
+use crate::fhirpath::{self, Expression, Node, NodeValue};
+use crate::store::{CompositeRow, IndexRows, StringRow};
+
+/// Longest text kept for `_text` / `_content`.
+pub const MAX_FULLTEXT_CHARS: usize = 4 * MAX_INDEXED_STRING;
+
+/// A parameter ready to extract: its definition and parsed expression.
+struct Extractor {
+    def: Arc<ParamDef>,
+    expr: Arc<Expression>,
+    /// Composite parameters: each component's definition and expression text.
+    components: Vec<(Arc<ParamDef>, String)>,
+}
+
+/// Most focus elements of one composite parameter indexed per resource.
+pub const MAX_COMPOSITE_FOCUS: usize = 64;
+
+/// The extractors of every type, parsed once.
+static EXTRACTORS: LazyLock<HashMap<String, Vec<Extractor>>> = LazyLock::new(|| {
+    let mut map = HashMap::new();
+    for t in crate::fhir::resource_types::RESOURCE_TYPES {
+        let mut list = Vec::new();
+        for def in REGISTRY.for_type(t) {
+            // _id and _lastUpdated live in the resources table.
+            if def.kind == ParamKind::Special || def.code == "_id" || def.code == "_lastUpdated" {
+                continue;
+            }
+            let Some(text) = def.expression.as_deref() else {
+                continue;
+            };
+            let Ok(expr) = fhirpath::cached(text) else {
+                tracing::warn!(param = %def.code, resource_type = %t, "search parameter expression does not parse; not indexed");
+                continue;
+            };
+            let mut components = Vec::new();
+            if def.kind == ParamKind::Composite {
+                for c in &def.components {
+                    match REGISTRY.by_url(&c.definition) {
+                        Some(cd) => components.push((cd.clone(), c.expression.clone())),
+                        None => {
+                            components.clear();
+                            break;
+                        }
+                    }
+                }
+                if components.is_empty() {
+                    continue;
+                }
+            }
+            list.push(Extractor {
+                def: def.clone(),
+                expr,
+                components,
+            });
+        }
+        map.insert(t.to_string(), list);
+    }
+    map
+});
+
+/// The JSON value and FHIR type of a node, owned when it was computed.
+fn node_json<'a>(n: &Node<'a>) -> Option<(std::borrow::Cow<'a, Value>, Option<&'static str>)> {
+    use std::borrow::Cow;
+    let ty = n.type_name();
+    Some(match n.value() {
+        NodeValue::Element { value: Some(v), .. } => (Cow::Borrowed(v), ty),
+        NodeValue::Element { value: None, .. } => return None,
+        NodeValue::Boolean(b) => (Cow::Owned(Value::Bool(b)), ty),
+        NodeValue::Integer(i) => (Cow::Owned(Value::from(i)), ty),
+        NodeValue::Decimal(d) | NodeValue::String(d) | NodeValue::Temporal(d) => {
+            (Cow::Owned(Value::String(d)), ty)
+        }
+        NodeValue::Quantity { value, unit } => (
+            Cow::Owned(
+                serde_json::json!({"value": value.parse::<f64>().ok()?, "code": unit, "system": "http://unitsofmeasure.org"}),
+            ),
+            Some("Quantity"),
+        ),
+        NodeValue::TypeInfo { .. } => return None,
+    })
+}
 
 /// The index rows for `resource`.
 pub fn extract(resource: &Value) -> IndexRows {
     let mut rows = IndexRows::default();
-    if let Some(meta) = resource.get("meta") {
-        for coding in array(meta.get("tag")) {
-            rows.tokens.push(coding_row("_tag", coding));
+    let Some(rtype) = resource.get("resourceType").and_then(Value::as_str) else {
+        return rows;
+    };
+    for ex in EXTRACTORS.get(rtype).into_iter().flatten() {
+        let Ok(nodes) = fhirpath::evaluate(&ex.expr, resource) else {
+            continue;
+        };
+        if ex.def.kind == ParamKind::Composite {
+            for i in 0..nodes.len().min(MAX_COMPOSITE_FOCUS) {
+                composite_rows(ex, resource, i, &mut rows);
+            }
+            continue;
         }
-        for coding in array(meta.get("security")) {
-            rows.tokens.push(coding_row("_security", coding));
-        }
-        for profile in array(meta.get("profile")).filter_map(Value::as_str) {
-            rows.uris.push(UriRow {
-                param: "_profile".into(),
-                value: profile.into(),
-            });
-        }
-        if let Some(source) = meta.get("source").and_then(Value::as_str) {
-            rows.uris.push(UriRow {
-                param: "_source".into(),
-                value: source.into(),
-            });
-        }
-    }
-    for ident in array(resource.get("identifier")) {
-        rows.tokens.push(TokenRow {
-            param: "identifier".into(),
-            system: text(ident.get("system")),
-            code: text(ident.get("value")),
-            text_norm: ident
-                .get("type")
-                .and_then(|t| t.get("text"))
-                .and_then(Value::as_str)
-                .map(fold),
-        });
-    }
-    for param in ["subject", "patient"] {
-        if let Some(reference) = resource
-            .get(param)
-            .and_then(|r| r.get("reference"))
-            .and_then(Value::as_str)
-        {
-            rows.references.push(reference_row(param, reference));
+        for n in &nodes {
+            if let Some((v, ty)) = node_json(n) {
+                to_rows::add(&ex.def, &v, ty, &mut rows);
+            }
         }
     }
+    fulltext(resource, &mut rows);
     rows
 }
 
-fn array(v: Option<&Value>) -> impl Iterator<Item = &Value> {
-    v.and_then(Value::as_array).into_iter().flatten()
-}
-
-fn text(v: Option<&Value>) -> Option<String> {
-    v.and_then(Value::as_str).map(str::to_string)
-}
-
-fn coding_row(param: &str, coding: &Value) -> TokenRow {
-    TokenRow {
-        param: param.into(),
-        system: text(coding.get("system")),
-        code: text(coding.get("code")),
-        text_norm: coding.get("display").and_then(Value::as_str).map(fold),
-    }
-}
-
-/// Splits `Type/id` (optionally with `/_history/n`) into type and id; anything
-/// else (absolute URLs, fragments, urn:) is kept as a URL.
-fn reference_row(param: &str, reference: &str) -> ReferenceRow {
-    let parts: Vec<&str> = reference.split('/').collect();
-    let local = match parts.as_slice() {
-        [t, id] | [t, id, "_history", _] => {
-            crate::fhir::ResourceType::parse(t).is_some() && is_valid_id(id)
+/// A composite value: every key of the first component paired with every
+/// key or range of the second, for the `i`-th focus element. (Components are
+/// evaluated as `(focus)[i].select(component)` so that the focus keeps its
+/// type, which choice elements such as `value[x]` need.)
+fn composite_rows(ex: &Extractor, resource: &Value, i: usize, rows: &mut IndexRows) {
+    let mut subs = Vec::with_capacity(2);
+    for (cdef, ctext) in &ex.components {
+        let mut sub = IndexRows::default();
+        let text = format!("({})[{i}].select({ctext})", ex.expr.text());
+        let Ok(cexpr) = fhirpath::cached(&text) else {
+            return;
+        };
+        if let Ok(nodes) = fhirpath::evaluate(&cexpr, resource) {
+            for n in &nodes {
+                if let Some((v, ty)) = node_json(n) {
+                    to_rows::add(cdef, &v, ty, &mut sub);
+                }
+            }
         }
-        _ => false,
+        subs.push(sub);
+    }
+    let [first, second] = subs.as_slice() else {
+        return;
     };
-    if local {
-        ReferenceRow {
-            param: param.into(),
-            target_type: Some(parts[0].to_string()),
-            target_id: Some(parts[1].to_string()),
-            target_url: None,
-        }
-    } else {
-        ReferenceRow {
-            param: param.into(),
-            target_type: None,
-            target_id: None,
-            target_url: Some(reference.to_string()),
+    let firsts = text_keys(first);
+    // (second_key, low, high)
+    let mut seconds: Vec<(Option<String>, Option<f64>, Option<f64>)> = text_keys(second)
+        .into_iter()
+        .map(|k| (Some(k), None, None))
+        .collect();
+    for q in &second.quantities {
+        for key in quantity_keys(q.system.as_deref(), q.code.as_deref()) {
+            seconds.push((Some(key), Some(q.low), Some(q.high)));
         }
     }
+    for d in &second.dates {
+        seconds.push((None, Some(d.low_ms as f64), Some(d.high_ms as f64)));
+    }
+    for f in &firsts {
+        for (key, low, high) in &seconds {
+            rows.composites.push(CompositeRow {
+                param: ex.def.code.clone(),
+                first_key: f.clone(),
+                second_key: key.clone(),
+                second_low: *low,
+                second_high: *high,
+            });
+        }
+    }
+}
+
+/// How a quantity's unit may be searched: `system|code`, `|code`-less `code`, or none.
+pub fn quantity_keys(system: Option<&str>, code: Option<&str>) -> Vec<String> {
+    let mut keys = vec![String::new()];
+    if let Some(c) = code {
+        keys.push(c.to_string());
+        if let Some(s) = system {
+            keys.push(format!("{s}|{c}"));
+        }
+    }
+    keys
+}
+
+/// The keys a token, string or reference component is matched by.
+fn text_keys(sub: &IndexRows) -> Vec<String> {
+    let mut keys = Vec::new();
+    for t in &sub.tokens {
+        if let Some(code) = &t.code {
+            if let Some(system) = &t.system {
+                keys.push(format!("{system}|{code}"));
+            }
+            keys.push(code.clone());
+        }
+    }
+    for s in &sub.strings {
+        keys.push(s.value_norm.clone());
+    }
+    for r in &sub.references {
+        if let (Some(t), Some(id)) = (&r.target_type, &r.target_id) {
+            keys.push(format!("{t}/{id}"));
+        }
+    }
+    keys
+}
+
+/// `_text` (the narrative, without markup) and `_content` (every string in the resource).
+fn fulltext(resource: &Value, rows: &mut IndexRows) {
+    if let Some(div) = resource.pointer("/text/div").and_then(Value::as_str) {
+        let text = strip_tags(div);
+        push_text("_text", &text, rows);
+    }
+    let mut all = String::new();
+    collect_strings(resource, &mut all);
+    push_text("_content", &all, rows);
+}
+
+fn push_text(param: &str, text: &str, rows: &mut IndexRows) {
+    let folded: String = fold(text).chars().take(MAX_FULLTEXT_CHARS).collect();
+    if folded.trim().is_empty() {
+        return;
+    }
+    let value: String = text.chars().take(MAX_FULLTEXT_CHARS).collect();
+    rows.strings.push(StringRow {
+        param: param.into(),
+        value_norm: folded,
+        value,
+    });
+}
+
+fn collect_strings(v: &Value, out: &mut String) {
+    if out.len() > MAX_FULLTEXT_CHARS * 4 {
+        return;
+    }
+    match v {
+        Value::String(s) => {
+            out.push(' ');
+            out.push_str(s);
+        }
+        Value::Array(a) => a.iter().for_each(|x| collect_strings(x, out)),
+        Value::Object(o) => {
+            for (k, x) in o {
+                if k != "div" && k != "data" && k != "resourceType" {
+                    collect_strings(x, out);
+                }
+            }
+        }
+        _ => {}
+    }
+}
+
+fn strip_tags(html: &str) -> String {
+    let mut out = String::with_capacity(html.len());
+    let mut in_tag = false;
+    for c in html.chars() {
+        match c {
+            '<' => in_tag = true,
+            '>' => {
+                in_tag = false;
+                out.push(' ');
+            }
+            _ if !in_tag => out.push(c),
+            _ => {}
+        }
+    }
+    out
 }
 
 #[cfg(test)]
@@ -109,23 +270,66 @@ mod tests {
     use serde_json::json;
 
     #[test]
-    fn extracts_shared_parameters() {
+    fn patient_parameters_are_indexed() {
         let rows = extract(&json!({
-            "resourceType": "Observation",
-            "meta": {"tag": [{"system": "s", "code": "c"}], "profile": ["http://p"]},
-            "identifier": [{"system": "urn:x", "value": "42"}],
-            "subject": {"reference": "Patient/p1"}
+            "resourceType": "Patient", "id": "p1",
+            "meta": {"tag": [{"system": "s", "code": "c"}]},
+            "identifier": [{"system": "urn:mrn", "value": "42"}],
+            "name": [{"family": "Åström", "given": ["Zoë"]}],
+            "gender": "female", "birthDate": "1980-05-01", "active": true,
+            "generalPractitioner": [{"reference": "Practitioner/pr1"}]
         }));
-        assert_eq!(rows.tokens.len(), 2);
-        assert_eq!(rows.uris[0].value, "http://p");
-        assert_eq!(rows.references[0].target_id.as_deref(), Some("p1"));
-        assert_eq!(rows.references[0].target_type.as_deref(), Some("Patient"));
+        let has_string = |p: &str, v: &str| {
+            rows.strings
+                .iter()
+                .any(|r| r.param == p && r.value_norm == v)
+        };
+        assert!(has_string("family", "astrom"));
+        assert!(has_string("name", "zoe"));
+        assert!(rows
+            .tokens
+            .iter()
+            .any(|t| t.param == "gender" && t.code.as_deref() == Some("female")));
+        assert!(rows
+            .tokens
+            .iter()
+            .any(|t| t.param == "identifier" && t.code.as_deref() == Some("42")));
+        assert!(rows
+            .tokens
+            .iter()
+            .any(|t| t.param == "_tag" && t.code.as_deref() == Some("c")));
+        assert!(rows
+            .tokens
+            .iter()
+            .any(|t| t.param == "active" && t.code.as_deref() == Some("true")));
+        assert!(rows.dates.iter().any(|d| d.param == "birthdate"));
+        assert!(rows
+            .references
+            .iter()
+            .any(|r| r.param == "general-practitioner" && r.target_id.as_deref() == Some("pr1")));
     }
 
     #[test]
-    fn absolute_references_stay_urls() {
-        let r = reference_row("subject", "http://other/fhir/Patient/1");
-        assert_eq!(r.target_url.as_deref(), Some("http://other/fhir/Patient/1"));
-        assert!(r.target_id.is_none());
+    fn observation_patient_needs_a_patient_reference() {
+        let rows = extract(
+            &json!({"resourceType": "Observation", "status": "final", "code": {"coding": [{"system": "http://loinc.org", "code": "8480-6"}]},
+            "subject": {"reference": "Patient/p1"}, "valueQuantity": {"value": 120, "system": "http://unitsofmeasure.org", "code": "mm[Hg]"},
+            "effectiveDateTime": "2023-03-05T10:00:00Z"}),
+        );
+        assert!(rows.references.iter().any(|r| r.param == "patient"));
+        assert!(rows.references.iter().any(|r| r.param == "subject"));
+        assert!(rows
+            .quantities
+            .iter()
+            .any(|q| q.param == "value-quantity" && q.code.as_deref() == Some("mm[Hg]")));
+        assert!(rows.dates.iter().any(|d| d.param == "date"));
+        assert!(rows
+            .composites
+            .iter()
+            .any(|c| c.param == "code-value-quantity"));
+        let group = extract(
+            &json!({"resourceType": "Observation", "status": "final", "code": {"text": "x"}, "subject": {"reference": "Group/g1"}}),
+        );
+        assert!(!group.references.iter().any(|r| r.param == "patient"));
     }
 }

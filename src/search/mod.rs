@@ -13,3 +13,4 @@ pub mod shape;
 pub mod sql;
 pub mod to_rows;
 pub mod values;
+pub mod valueset;

@@ -32,6 +32,11 @@ pub enum Modifier {
     Identifier,
     /// `subject:Patient=…`
     Type(String),
+    /// `:in` / `:not-in` after the ValueSet was expanded (by the service).
+    Members {
+        members: Vec<super::valueset::Member>,
+        negate: bool,
+    },
 }
 
 /// One condition; a search ANDs its clauses.

@@ -179,6 +179,12 @@ fn value_cond(
     Ok(match kind {
         ParamKind::String => {
             let norm = super::normalize::fold(&unescape(v));
+            // Full text: the words may stand anywhere in the text.
+            let modifier = if name == "_text" || name == "_content" {
+                &Modifier::Contains
+            } else {
+                modifier
+            };
             match modifier {
                 Modifier::Exact => format!("x.value = {}", sql.text(&unescape(v))),
                 Modifier::Contains => {
@@ -241,13 +247,56 @@ fn value_cond(
                 m => return Err(bad(name, format!("modifier {m:?} does not apply to uris"))),
             }
         }
-        ParamKind::Composite | ParamKind::Special => {
+        ParamKind::Composite => composite_cond(sql, name, v)?,
+        ParamKind::Special => {
             return Err(ServiceError::not_supported(format!(
-                "search parameter '{name}' ({}) is not supported yet",
-                kind.as_str()
+                "search parameter '{name}' (special) is not supported"
             )))
         }
     })
+}
+
+/// `first$second`: the first component by key; the second by key, or by
+/// range when it is a number/quantity (`gt130|system|code`) or a date.
+fn composite_cond(sql: &mut Sql, name: &str, v: &str) -> Result<String, ServiceError> {
+    let parts = super::values::split_escaped_keep(v, '$');
+    let [first, second] = parts.as_slice() else {
+        return Err(bad(name, "a composite value has two parts joined by '$'"));
+    };
+    let first_key = {
+        let t = parse_token(first);
+        match (t.system, t.code) {
+            (Some(s), Some(c)) if !s.is_empty() => format!("{s}|{c}"),
+            (_, Some(c)) => c,
+            _ => return Err(bad(name, "the first component needs a code")),
+        }
+    };
+    let mut cond = format!("x.first_key = {}", sql.text(&first_key));
+    let (_, rest) = Prefix::split(second);
+    let number_part = rest.split('|').next().unwrap_or("");
+    if let Some(q) = parse_quantity(second).filter(|_| parse_decimal(number_part).is_some()) {
+        let key = match (&q.system, &q.code) {
+            (Some(s), Some(c)) => format!("{s}|{c}"),
+            (None, Some(c)) => c.clone(),
+            _ => String::new(),
+        };
+        let num = number_cond(sql, q.prefix, q.number.value, q.number.half_width)
+            .replace("x.low", "x.second_low")
+            .replace("x.high", "x.second_high");
+        cond = format!("{cond} AND x.second_key = {} AND {num}", sql.text(&key));
+    } else if dates::range(rest).is_some() {
+        let d = date_cond(sql, name, "x.second_low", "x.second_high", second)?;
+        cond = format!("{cond} AND {d}");
+    } else {
+        let t = parse_token(second);
+        let key = match (t.system, t.code) {
+            (Some(s), Some(c)) if !s.is_empty() => format!("{s}|{c}"),
+            (_, Some(c)) => c,
+            _ => return Err(bad(name, "the second component needs a value")),
+        };
+        cond = format!("{cond} AND x.second_key = {}", sql.text(&key));
+    }
+    Ok(format!("({cond})"))
 }
 
 fn like_escape(s: &str) -> String {

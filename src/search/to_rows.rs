@@ -129,59 +129,62 @@ fn token_rows(p: &str, v: &Value, ty: Option<&str>, out: &mut IndexRows) {
         Value::Bool(b) => token(p, None, Some(b.to_string()), None, out),
         Value::Number(n) => token(p, None, Some(n.to_string()), None, out),
         Value::Object(o) => {
-            if let Some(codings) = o.get("coding").and_then(Value::as_array) {
-                // CodeableConcept
-                let cc_text = o.get("text").and_then(Value::as_str);
-                for c in codings {
+            // The FHIR type decides; JSON shape is the fallback for untyped values.
+            let kind = match ty {
+                Some("CodeableConcept") => "cc",
+                Some("Identifier") => "identifier",
+                Some("ContactPoint") => "contact",
+                Some(_) if o.contains_key("coding") => "cc",
+                Some(_) => "coding",
+                None if o.contains_key("coding") => "cc",
+                None if o.contains_key("value")
+                    && (o.contains_key("use") || o.contains_key("rank")) =>
+                {
+                    "contact"
+                }
+                None if o.contains_key("value") => "identifier",
+                None => "coding",
+            };
+            match kind {
+                "cc" => {
+                    let cc_text = o.get("text").and_then(Value::as_str);
+                    let codings = o
+                        .get("coding")
+                        .and_then(Value::as_array)
+                        .map(Vec::as_slice)
+                        .unwrap_or_default();
+                    for c in codings {
+                        let display = c.get("display").and_then(Value::as_str).or(cc_text);
+                        token(p, text(c.get("system")), text(c.get("code")), display, out);
+                    }
+                    if codings.is_empty() && cc_text.is_some() {
+                        token(p, None, None, cc_text, out);
+                    }
+                }
+                "identifier" => {
+                    let type_text = o
+                        .get("type")
+                        .and_then(|t| t.get("text"))
+                        .and_then(Value::as_str);
                     token(
                         p,
-                        text(c.get("system")),
-                        text(c.get("code")),
-                        c.get("display").and_then(Value::as_str).or(cc_text),
+                        text(o.get("system")),
+                        text(o.get("value")),
+                        type_text,
                         out,
                     );
-                }
-                if codings.is_empty()
-                    || cc_text.is_some() && codings.iter().all(|c| c.get("code").is_none())
-                {
-                    token(p, None, None, cc_text, out);
-                }
-                if codings.is_empty() {
-                    return;
-                }
-            } else if o.contains_key("value")
-                && (ty == Some("Identifier")
-                    || o.contains_key("system")
-                    || o.contains_key("type")
-                    || o.contains_key("assigner"))
-                && ty != Some("ContactPoint")
-                && !o.contains_key("use")
-                || ty == Some("Identifier")
-            {
-                // Identifier
-                let type_text = o
-                    .get("type")
-                    .and_then(|t| t.get("text"))
-                    .and_then(Value::as_str);
-                token(
-                    p,
-                    text(o.get("system")),
-                    text(o.get("value")),
-                    type_text,
-                    out,
-                );
-                // `:of-type`: the identifier's type coding with its value.
-                for c in o
-                    .get("type")
-                    .and_then(|t| t.get("coding"))
-                    .and_then(Value::as_array)
-                    .into_iter()
-                    .flatten()
-                {
-                    if let (Some(tc), Some(val)) = (
-                        c.get("code").and_then(Value::as_str),
-                        o.get("value").and_then(Value::as_str),
-                    ) {
+                    // `:of-type`: the identifier's type coding with its value.
+                    let type_codings = o
+                        .get("type")
+                        .and_then(|t| t.get("coding"))
+                        .and_then(Value::as_array);
+                    for c in type_codings.into_iter().flatten() {
+                        let (Some(tc), Some(val)) = (
+                            c.get("code").and_then(Value::as_str),
+                            o.get("value").and_then(Value::as_str),
+                        ) else {
+                            continue;
+                        };
                         token(
                             &format!("{p}:of-type"),
                             text(c.get("system")),
@@ -191,20 +194,14 @@ fn token_rows(p: &str, v: &Value, ty: Option<&str>, out: &mut IndexRows) {
                         );
                     }
                 }
-            } else if ty == Some("ContactPoint")
-                || o.contains_key("value") && o.contains_key("system")
-            {
-                // ContactPoint: the value is the code
-                token(p, None, text(o.get("value")), None, out);
-            } else if o.contains_key("code") || o.contains_key("system") {
-                // Coding (or Quantity searched as a token)
-                token(
+                "contact" => token(p, None, text(o.get("value")), None, out),
+                _ => token(
                     p,
                     text(o.get("system")),
                     text(o.get("code")),
                     o.get("display").and_then(Value::as_str),
                     out,
-                );
+                ),
             }
         }
         _ => {}

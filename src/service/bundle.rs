@@ -14,6 +14,8 @@ use crate::fhir::bundle::{entry_response, finish, new_bundle};
 use crate::fhir::outcome::Issue;
 use crate::fhir::resource::rewrite_references;
 use crate::fhir::validate::{check_resource, IdRule};
+use crate::search::index::extract;
+use crate::store::IndexRows;
 
 /// Whether a Bundle is a transaction, and its entries with their `fullUrl`s.
 type ParsedBundle = (bool, Vec<(Option<String>, Entry)>);
@@ -33,6 +35,11 @@ fn entry_error(index: usize, mut e: ServiceError) -> ServiceError {
         });
     }
     e
+}
+
+/// The index rows extracted for entry `index` during validation.
+fn take_index(indexes: &mut HashMap<usize, IndexRows>, index: usize) -> IndexRows {
+    indexes.remove(&index).unwrap_or_default()
 }
 
 /// The conditional references (`Type?search`) inside a resource.
@@ -263,12 +270,12 @@ impl FhirService {
                 &entry.interaction
             {
                 for r in conditional_references(resource) {
-                    if !refs.contains_key(&r) {
+                    if let std::collections::hash_map::Entry::Vacant(slot) = refs.entry(r) {
                         let target = self
-                            .resolve_reference(&r)
+                            .resolve_reference(slot.key())
                             .await
                             .map_err(|e| entry_error(entry.index, e))?;
-                        refs.insert(r, target);
+                        slot.insert(target);
                     }
                 }
             }
@@ -295,6 +302,7 @@ impl FhirService {
         }
         // 2. Rewrite references, validate everything, and refuse two writes to one resource.
         let mut touched = HashSet::new();
+        let mut indexes: HashMap<usize, IndexRows> = HashMap::new();
         for (_, entry) in &mut entries {
             let index = entry.index;
             let key = match &mut entry.interaction {
@@ -304,6 +312,7 @@ impl FhirService {
                     rewrite_references(resource, &refs);
                     check_resource(resource, Some(*res_type), IdRule::Ignore)
                         .map_err(|e| entry_error(index, invalid(e)))?;
+                    indexes.insert(index, extract(resource));
                     None
                 }
                 Interaction::Update {
@@ -315,6 +324,7 @@ impl FhirService {
                     rewrite_references(resource, &refs);
                     check_resource(resource, Some(*res_type), IdRule::MustEqual(id))
                         .map_err(|e| entry_error(index, invalid(e)))?;
+                    indexes.insert(index, extract(resource));
                     Some(format!("{res_type}/{id}"))
                 }
                 Interaction::Patch { res_type, id, .. } | Interaction::Delete { res_type, id } => {
@@ -348,10 +358,16 @@ impl FhirService {
                         .get(&index)
                         .cloned()
                         .ok_or_else(ServiceError::internal)?;
-                    let (stored, _) =
-                        write_in_tx(&mut tx, res_type, &id, resource, WriteKind::Create)
-                            .await
-                            .map_err(|e| entry_error(index, e))?;
+                    let (stored, _) = write_in_tx(
+                        &mut tx,
+                        res_type,
+                        &id,
+                        resource,
+                        WriteKind::Create,
+                        &take_index(&mut indexes, index),
+                    )
+                    .await
+                    .map_err(|e| entry_error(index, e))?;
                     Outcome::stored(201, stored)
                 }
                 Interaction::Update {
@@ -366,6 +382,7 @@ impl FhirService {
                         &id,
                         resource,
                         WriteKind::Update { if_match },
+                        &take_index(&mut indexes, index),
                     )
                     .await
                     .map_err(|e| entry_error(index, e))?;

@@ -46,6 +46,9 @@ impl FhirService {
                 None,
             ));
         }
+        for (_, c) in plan.clauses.iter_mut() {
+            Box::pin(self.expand_valuesets(c)).await?;
+        }
         plan.count = 2;
         plan.includes.clear();
         plan.revincludes.clear();

@@ -8,7 +8,7 @@ use crate::fhir::resource::{same_content, stamp};
 use crate::fhir::validate::{check_resource, IdRule};
 use crate::fhir::ResourceType;
 use crate::search::index::extract;
-use crate::store::{NewVersion, WriteTx};
+use crate::store::{IndexRows, NewVersion, WriteTx};
 
 /// What a write did.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -76,6 +76,7 @@ pub(super) async fn write_in_tx(
     id: &str,
     mut resource: Value,
     kind: WriteKind,
+    index: &IndexRows,
 ) -> ServiceResult<(StoredResource, Effect)> {
     let current = tx.current(res_type.as_str(), id).await?;
     match kind {
@@ -115,7 +116,6 @@ pub(super) async fn write_in_tx(
         .as_object_mut()
         .ok_or_else(ServiceError::internal)?;
     stamp(obj, id, version, last_updated);
-    let index = extract(&resource);
     let json = serde_json::to_string(&resource).map_err(|_| ServiceError::internal())?;
     tx.save(NewVersion {
         res_type: res_type.as_str(),
@@ -125,7 +125,7 @@ pub(super) async fn write_in_tx(
         last_updated,
         method: kind.method(),
         content: Some(&json),
-        index: &index,
+        index,
     })
     .await?;
     let effect = if current.as_ref().is_none_or(|c| c.deleted) {
@@ -271,9 +271,19 @@ impl FhirService {
         resource: Value,
     ) -> ServiceResult<Outcome> {
         check_resource(&resource, Some(res_type), IdRule::Ignore).map_err(invalid)?;
+        // Index rows do not depend on the version stamp: extract them before
+        // the transaction so that it holds its locks for less time.
+        let index = extract(&resource);
         let mut tx = self.store.begin().await?;
-        let (stored, _) =
-            write_in_tx(&mut tx, res_type, &new_id(), resource, WriteKind::Create).await?;
+        let (stored, _) = write_in_tx(
+            &mut tx,
+            res_type,
+            &new_id(),
+            resource,
+            WriteKind::Create,
+            &index,
+        )
+        .await?;
         tx.commit().await?;
         Ok(Outcome::stored(201, stored))
     }
@@ -287,6 +297,7 @@ impl FhirService {
         if_match: Option<i64>,
     ) -> ServiceResult<Outcome> {
         check_resource(&resource, Some(res_type), IdRule::MustEqual(id)).map_err(invalid)?;
+        let index = extract(&resource);
         // Two concurrent creates of one new id race on the unique key; the
         // loser retries once and then sees the winner's version.
         let mut attempts = 0;
@@ -299,6 +310,7 @@ impl FhirService {
                 id,
                 resource.clone(),
                 WriteKind::Update { if_match },
+                &index,
             )
             .await;
             let (stored, effect) = match result {
@@ -379,6 +391,15 @@ pub(super) async fn patch_in_tx(
         err.status = 422;
         err
     })?;
-    let (stored, _) = write_in_tx(tx, res_type, id, patched, WriteKind::Patch { if_match }).await?;
+    let index = extract(&patched);
+    let (stored, _) = write_in_tx(
+        tx,
+        res_type,
+        id,
+        patched,
+        WriteKind::Patch { if_match },
+        &index,
+    )
+    .await?;
     Ok(stored)
 }

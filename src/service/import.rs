@@ -8,6 +8,8 @@ use super::crud::{invalid, new_id, write_in_tx, Effect, WriteKind};
 use super::{FhirService, ServiceError, ServiceResult};
 use crate::fhir::validate::{check_resource, IdRule};
 use crate::fhir::ResourceType;
+use crate::search::index::extract;
+use crate::store::IndexRows;
 
 /// Resources stored per database transaction during an import.
 pub const IMPORT_CHUNK: usize = 1_000;
@@ -21,6 +23,8 @@ pub struct ValidResource {
     /// are upserted (so that a re-run creates no duplicates).
     upsert: bool,
     resource: Value,
+    /// Extracted on the validating thread, off the writer's path.
+    index: IndexRows,
 }
 
 /// Counts of what an import did.
@@ -52,11 +56,13 @@ pub fn validate_for_import(resource: Value) -> ServiceResult<ValidResource> {
         Some(id) => (id.to_string(), true),
         None => (new_id(), false),
     };
+    let index = extract(&resource);
     Ok(ValidResource {
         res_type,
         id,
         upsert,
         resource,
+        index,
     })
 }
 
@@ -71,7 +77,8 @@ impl FhirService {
             } else {
                 WriteKind::Create
             };
-            let (_, effect) = write_in_tx(&mut tx, r.res_type, &r.id, r.resource, kind).await?;
+            let (_, effect) =
+                write_in_tx(&mut tx, r.res_type, &r.id, r.resource, kind, &r.index).await?;
             match effect {
                 Effect::Created => counts.created += 1,
                 Effect::Updated => counts.updated += 1,

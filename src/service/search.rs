@@ -13,7 +13,9 @@ use crate::search::compartment;
 use crate::search::definitions::REGISTRY;
 use crate::search::include::{include_sql, revinclude_sql, MAX_INCLUDED, MAX_INCLUDE_ROUNDS};
 use crate::search::plan::{Compartment, Cursor, IncludeSpec, SearchPlan, Summary, Total};
+use crate::search::query::{Clause, Modifier};
 use crate::search::shape;
+use crate::search::valueset;
 use crate::store::SearchRow;
 
 /// What a search runs over.
@@ -135,6 +137,19 @@ impl FhirService {
         params: &[(String, String)],
         strict: bool,
     ) -> ServiceResult<Outcome> {
+        if let SearchTarget::Everything { patient: Some(id) } = &target {
+            match self.store.read("Patient", id).await? {
+                Some(c) if !c.deleted => {}
+                Some(_) => {
+                    return Err(ServiceError::gone(format!("Patient/{id} has been deleted")))
+                }
+                None => {
+                    return Err(ServiceError::not_found(format!(
+                        "Patient/{id} is not known"
+                    )))
+                }
+            }
+        }
         let (mut types, path, compartment) = self.target_types(&target, params)?;
         if let (SearchTarget::Everything { .. }, Some((_, v))) =
             (&target, params.iter().find(|(k, _)| k == "_type"))
@@ -280,6 +295,84 @@ impl FhirService {
         }
         let bundle = new_bundle("searchset", &links);
         Ok(Outcome::generated(200, finish(bundle, entries, total)))
+    }
+
+    /// The SQL and query plan of a type search (for `vesta explain`).
+    pub async fn explain_search(&self, res_type: &str, query: &str) -> ServiceResult<String> {
+        if crate::fhir::ResourceType::parse(res_type).is_none() {
+            return Err(ServiceError::not_found(format!(
+                "unknown resource type '{res_type}'"
+            )));
+        }
+        let params = super::interaction::query_pairs(query);
+        let mut plan = SearchPlan::parse(
+            &REGISTRY,
+            vec![res_type.to_string()],
+            &params,
+            self.limits.default_count,
+            self.limits.max_count,
+        )?;
+        for (_, c) in plan.clauses.iter_mut() {
+            self.expand_valuesets(c).await?;
+        }
+        let (sql, binds, _) = plan.page_sql(&REGISTRY)?;
+        let lines = self.store.explain(sql.clone(), &binds).await?;
+        Ok(format!(
+            "-- {}\n{sql}\n-- binds: {binds:?}\n-- plan:\n{}",
+            self.store.backend().as_str(),
+            lines.join("\n")
+        ))
+    }
+
+    /// Replaces `:in` / `:not-in` ValueSet URLs by their expansion (a stored
+    /// ValueSet first, else a vendored one).
+    pub(super) async fn expand_valuesets(&self, c: &mut Clause) -> ServiceResult<()> {
+        match c {
+            Clause::Chain { inner, .. } | Clause::Has { inner, .. } => {
+                Box::pin(self.expand_valuesets(inner)).await
+            }
+            Clause::Param {
+                modifier,
+                values,
+                def,
+            } if matches!(modifier, Modifier::In | Modifier::NotIn) => {
+                let negate = *modifier == Modifier::NotIn;
+                let mut members = Vec::new();
+                for url in values.iter() {
+                    let url = crate::search::values::unescape(url);
+                    let stored = match self
+                        .conditional_matches("ValueSet", &format!("url={}", urlencode(&url)))
+                        .await?
+                    {
+                        super::conditional::Matches::One(id) => self
+                            .store
+                            .read("ValueSet", &id)
+                            .await?
+                            .and_then(|c| c.content),
+                        _ => None,
+                    };
+                    let vs: Value = match stored {
+                        Some(text) => {
+                            serde_json::from_str(&text).map_err(|_| ServiceError::internal())?
+                        }
+                        None => valueset::vendored(&url).cloned().ok_or_else(|| {
+                            ServiceError::invalid(
+                                format!("{}: ValueSet '{url}' is not known", def.code),
+                                Some(&def.code),
+                            )
+                        })?,
+                    };
+                    members.extend(
+                        valueset::expand(&vs).map_err(|m| {
+                            ServiceError::not_supported(format!("{}: {m}", def.code))
+                        })?,
+                    );
+                }
+                *modifier = Modifier::Members { members, negate };
+                Ok(())
+            }
+            _ => Ok(()),
+        }
     }
 
     fn entry(&self, row: &SearchRow, mode: &str, plan: &SearchPlan) -> ServiceResult<Value> {

@@ -65,11 +65,18 @@ pub struct UriRow {
     pub value: String,
 }
 
-/// A `composite` parameter value: normalised components joined by `$`.
+/// A `composite` parameter value (two components).
 #[derive(Debug, Clone, PartialEq)]
 pub struct CompositeRow {
     pub param: String,
-    pub components: String,
+    /// The first component's key (`system|code`, `code`, a folded string, `Type/id`).
+    pub first_key: String,
+    /// The second component's key when it is a token, string or reference;
+    /// for a quantity, its `system|code` (or `code`).
+    pub second_key: Option<String>,
+    /// The second component's range when it is a quantity (value) or a date (ms).
+    pub second_low: Option<f64>,
+    pub second_high: Option<f64>,
 }
 
 /// Everything the search index holds for one resource version.
@@ -91,6 +98,7 @@ pub(crate) enum Cell<'a> {
     Text(Option<&'a str>),
     Int(i64),
     Real(f64),
+    OptReal(Option<f64>),
 }
 
 /// One index table: its name, its value columns, and its rows as cells.
@@ -196,11 +204,27 @@ impl IndexRows {
             },
             Table {
                 name: "idx_composite",
-                columns: &["param", "components"],
+                columns: &[
+                    "param",
+                    "components",
+                    "first_key",
+                    "second_key",
+                    "second_low",
+                    "second_high",
+                ],
                 rows: self
                     .composites
                     .iter()
-                    .map(|r| vec![t(&r.param), t(&r.components)])
+                    .map(|r| {
+                        vec![
+                            t(&r.param),
+                            t(&r.first_key),
+                            t(&r.first_key),
+                            ot(&r.second_key),
+                            Cell::OptReal(r.second_low),
+                            Cell::OptReal(r.second_high),
+                        ]
+                    })
                     .collect(),
             },
         ]

@@ -20,11 +20,18 @@ fn migration(version: i64, description: &'static str, sql: &'static str) -> Migr
 /// The migrator for `backend`, with every migration of its folder.
 pub fn migrator(backend: Backend) -> Migrator {
     let migrations = match backend {
-        Backend::Sqlite => vec![migration(
-            1,
-            "resources",
-            include_str!("../../migrations/sqlite/0001_resources.sql"),
-        )],
+        Backend::Sqlite => vec![
+            migration(
+                1,
+                "resources",
+                include_str!("../../migrations/sqlite/0001_resources.sql"),
+            ),
+            migration(
+                2,
+                "composite columns",
+                include_str!("../../migrations/sqlite/0002_composite_columns.sql"),
+            ),
+        ],
         Backend::Postgres => vec![
             migration(
                 1,
@@ -35,6 +42,11 @@ pub fn migrator(backend: Backend) -> Migrator {
                 2,
                 "search collation",
                 include_str!("../../migrations/postgres/0002_search_collation.sql"),
+            ),
+            migration(
+                3,
+                "composite columns",
+                include_str!("../../migrations/postgres/0003_composite_columns.sql"),
             ),
         ],
     };

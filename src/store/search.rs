@@ -69,6 +69,29 @@ impl Store {
         Ok(rows)
     }
 
+    /// The database's plan for a query (SQLite `EXPLAIN QUERY PLAN`, PostgreSQL `EXPLAIN`).
+    pub async fn explain(&self, sql: String, binds: &[Bind]) -> StoreResult<Vec<String>> {
+        let lines = match &self.db {
+            Db::Sqlite { read, .. } => bound!(format!("EXPLAIN QUERY PLAN {sql}"), binds)
+                .fetch_all(read)
+                .await?
+                .into_iter()
+                .map(|row| -> Result<String, sqlx::Error> {
+                    let (id, parent): (i64, i64) = (row.try_get(0)?, row.try_get(1)?);
+                    let detail: String = row.try_get(3)?;
+                    Ok(format!("{id:>3} {parent:>3}  {detail}"))
+                })
+                .collect::<Result<Vec<_>, _>>()?,
+            Db::Postgres(pool) => bound!(format!("EXPLAIN {sql}"), binds)
+                .fetch_all(pool)
+                .await?
+                .into_iter()
+                .map(|row| row.try_get::<String, _>(0))
+                .collect::<Result<Vec<_>, _>>()?,
+        };
+        Ok(lines)
+    }
+
     /// Runs a query selecting one integer (a count).
     pub async fn count(&self, sql: String, binds: &[Bind]) -> StoreResult<i64> {
         let n = with_db!(&self.db, pool => {

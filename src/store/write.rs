@@ -198,6 +198,7 @@ impl WriteTx {
                                 Cell::Text(s) => q.bind(*s),
                                 Cell::Int(i) => q.bind(*i),
                                 Cell::Real(f) => q.bind(*f),
+                                Cell::OptReal(f) => q.bind(*f),
                             };
                         }
                     }

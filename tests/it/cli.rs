@@ -146,3 +146,80 @@ async fn acknowledged_writes_survive_kill_9(backend: Backend) {
     child.wait().unwrap();
 }
 both_backends!(acknowledged_writes_survive_kill_9);
+
+async fn sigterm_during_writes_loses_no_acknowledged_write(backend: Backend) {
+    let dir = tempfile::tempdir().unwrap();
+    let settings = settings_for(backend, dir.path()).await;
+    let client = reqwest::Client::new();
+    let start = |port: u16| {
+        let mut cmd = vesta();
+        cmd.arg("serve")
+            .arg("--addr")
+            .arg(format!("127.0.0.1:{port}"));
+        store_args(&mut cmd, dir.path(), &settings.database_url);
+        cmd.stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("spawn server")
+    };
+    let port = free_port();
+    let root = format!("http://127.0.0.1:{port}");
+    let mut child = start(port);
+    wait_ready(&client, &root).await;
+    // Eight writers keep writing until the server goes away.
+    let mut writers = Vec::new();
+    for w in 0..8 {
+        let client = client.clone();
+        let root = root.clone();
+        writers.push(tokio::spawn(async move {
+            let mut acknowledged = Vec::new();
+            for i in 0..10_000 {
+                let id = format!("w{w}-{i}");
+                let sent = client
+                    .put(format!("{root}/fhir/Patient/{id}"))
+                    .header("content-type", "application/fhir+json")
+                    .body(json!({"resourceType": "Patient", "id": id}).to_string())
+                    .send()
+                    .await;
+                match sent {
+                    Ok(r) if r.status() == 201 => acknowledged.push(id),
+                    Ok(_) => {}
+                    Err(_) => break,
+                }
+            }
+            acknowledged
+        }));
+    }
+    tokio::time::sleep(Duration::from_millis(700)).await;
+    let status = Command::new("kill")
+        .arg("-TERM")
+        .arg(child.id().to_string())
+        .status()
+        .unwrap();
+    assert!(status.success());
+    let exit = tokio::task::spawn_blocking(move || child.wait())
+        .await
+        .unwrap()
+        .unwrap();
+    assert!(exit.success(), "graceful shutdown exits 0, got {exit:?}");
+    let mut acknowledged = Vec::new();
+    for w in writers {
+        acknowledged.extend(w.await.unwrap());
+    }
+    assert!(!acknowledged.is_empty(), "the load ran before the signal");
+    let port = free_port();
+    let root = format!("http://127.0.0.1:{port}");
+    let mut child = start(port);
+    wait_ready(&client, &root).await;
+    for id in &acknowledged {
+        let r = client
+            .get(format!("{root}/fhir/Patient/{id}"))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), 200, "Patient/{id} was acknowledged but lost");
+    }
+    child.kill().unwrap();
+    child.wait().unwrap();
+}
+both_backends!(sigterm_during_writes_loses_no_acknowledged_write);

@@ -10,3 +10,4 @@ mod corpus;
 mod crud;
 mod errors;
 mod history;
+mod search_cases;

@@ -1,0 +1,168 @@
+//! Data-driven search cases (`tests/data/search/`): one fixture transaction,
+//! then every case file's requests with their expected matches, on each backend.
+
+use std::collections::BTreeSet;
+
+use serde_json::Value;
+
+use crate::both_backends;
+use crate::helpers::{data_dir, spawn, Backend, TestApp};
+
+fn ids(bundle: &Value, mode: &str) -> Vec<String> {
+    bundle["entry"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter(|e| e["search"]["mode"] == mode)
+        .map(|e| {
+            format!(
+                "{}/{}",
+                e["resource"]["resourceType"].as_str().unwrap_or(""),
+                e["resource"]["id"].as_str().unwrap_or("")
+            )
+        })
+        .collect()
+}
+
+fn next_link(bundle: &Value) -> Option<String> {
+    bundle["link"]
+        .as_array()?
+        .iter()
+        .find(|l| l["relation"] == "next")?["url"]
+        .as_str()
+        .map(str::to_string)
+}
+
+fn strings(v: &Value) -> Vec<String> {
+    v.as_array()
+        .into_iter()
+        .flatten()
+        .filter_map(Value::as_str)
+        .map(str::to_string)
+        .collect()
+}
+
+/// Runs one case; returns a description of what went wrong, if anything.
+async fn check(app: &TestApp, case: &Value) -> Option<String> {
+    let request = case["request"].as_str()?;
+    let (method, url) = request.split_once(' ')?;
+    let mut req = match method {
+        "GET" => app.client.get(app.url(url)),
+        "POST" => app
+            .client
+            .post(app.url(url))
+            .header("content-type", "application/x-www-form-urlencoded")
+            .body(case["form"].as_str().unwrap_or("").to_string()),
+        _ => return Some(format!("unsupported method {method}")),
+    };
+    if let Some(h) = case["headers"].as_object() {
+        for (k, v) in h {
+            req = req.header(k.as_str(), v.as_str().unwrap_or(""));
+        }
+    }
+    let reply = app.send(req).await;
+    let want_status = case["expect_status"].as_u64().unwrap_or(200) as u16;
+    if reply.status != want_status {
+        return Some(format!(
+            "status {} (want {want_status}): {}",
+            reply.status,
+            reply.text.chars().take(400).collect::<String>()
+        ));
+    }
+    let body: Value = serde_json::from_str(&reply.text).ok()?;
+    if want_status != 200 {
+        if let Some(path) = case["expect_issue_path"].as_str() {
+            let got = body["issue"][0]["expression"][0].as_str().unwrap_or("");
+            if !got.contains(path) {
+                return Some(format!("issue path '{got}' does not contain '{path}'"));
+            }
+        }
+        return None;
+    }
+    let mut matches = ids(&body, "match");
+    if let Some(pages) = case["count_pages"].as_u64() {
+        let mut seen = 1;
+        let mut page = body.clone();
+        while let Some(next) = next_link(&page) {
+            page = app.send(app.client.get(next)).await.json();
+            matches.extend(ids(&page, "match"));
+            seen += 1;
+            if seen > 50 {
+                break;
+            }
+        }
+        if seen != pages {
+            return Some(format!("{seen} pages (want {pages})"));
+        }
+    }
+    if let Some(total) = case["expect_total"].as_i64() {
+        if body["total"].as_i64() != Some(total) {
+            return Some(format!("total {:?} (want {total})", body["total"]));
+        }
+    }
+    if case.get("expect_ids").is_some() {
+        let want = strings(&case["expect_ids"]);
+        let ok = if case["ordered"].as_bool().unwrap_or(false) {
+            matches == want
+        } else {
+            matches.iter().collect::<BTreeSet<_>>() == want.iter().collect::<BTreeSet<_>>()
+                && matches.len() == want.len()
+        };
+        if !ok {
+            return Some(format!("matches {matches:?} (want {want:?})"));
+        }
+    }
+    if case.get("expect_include_ids").is_some() {
+        let want: BTreeSet<String> = strings(&case["expect_include_ids"]).into_iter().collect();
+        let got: BTreeSet<String> = ids(&body, "include").into_iter().collect();
+        if got != want {
+            return Some(format!("includes {got:?} (want {want:?})"));
+        }
+    }
+    None
+}
+
+async fn search_cases(backend: Backend) {
+    let app = spawn(backend).await;
+    let dir = data_dir().join("search");
+    let fixture: Value =
+        serde_json::from_str(&std::fs::read_to_string(dir.join("fixture.json")).expect("fixture"))
+            .expect("fixture JSON");
+    let loaded = app.post("", &fixture).await;
+    assert_eq!(
+        loaded.status, 200,
+        "fixture transaction failed: {}",
+        loaded.text
+    );
+    let mut files: Vec<_> = std::fs::read_dir(dir.join("cases"))
+        .expect("cases folder")
+        .filter_map(|e| e.ok())
+        .map(|e| e.path())
+        .collect();
+    files.sort();
+    let (mut total, mut failures) = (0, Vec::new());
+    for file in files {
+        let cases: Value = serde_json::from_str(&std::fs::read_to_string(&file).unwrap())
+            .unwrap_or_else(|e| panic!("{}: {e}", file.display()));
+        for case in cases.as_array().into_iter().flatten() {
+            total += 1;
+            if let Some(problem) = check(&app, case).await {
+                let name = file.file_stem().and_then(|s| s.to_str()).unwrap_or("");
+                failures.push(format!(
+                    "[{name}] {} — {} — {problem}",
+                    case["name"].as_str().unwrap_or("?"),
+                    case["request"].as_str().unwrap_or("?")
+                ));
+            }
+        }
+    }
+    println!("search cases: {}/{total} passed", total - failures.len());
+    assert!(total >= 150, "only {total} search cases");
+    assert!(
+        failures.is_empty(),
+        "{} of {total} search cases failed:\n{}",
+        failures.len(),
+        failures.join("\n")
+    );
+}
+both_backends!(search_cases);
