@@ -32,7 +32,13 @@ pub struct Application {
 /// Opens the store and builds the FHIR service for `settings`, with `base_url` as its base.
 pub async fn open_service(settings: &Settings, base_url: String) -> anyhow::Result<FhirService> {
     let store = Store::open(&settings.store_options()).await?;
-    Ok(FhirService::new(store, settings.limits.clone(), base_url))
+    let service = FhirService::new(store, settings.limits.clone(), base_url);
+    // Stored SearchParameters put in force by an earlier reindex stay in force.
+    service
+        .load_custom_search_parameters()
+        .await
+        .map_err(|e| anyhow::anyhow!("loading stored SearchParameters: {}", e.outcome()))?;
+    Ok(service)
 }
 
 fn request_span(req: &Request<axum::body::Body>) -> tracing::Span {

@@ -3,6 +3,7 @@
 
 use std::io::{BufRead, BufReader, Read};
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 use std::time::Instant;
 
 use indicatif::{ProgressBar, ProgressStyle};
@@ -11,6 +12,7 @@ use tokio::sync::mpsc;
 
 use crate::config::Settings;
 use crate::fhir::format::xml_to_json;
+use crate::search::definitions::Registry;
 use crate::service::import::{
     classify_bundle, validate_for_import, BundleImport, ImportCounts, ValidResource, IMPORT_CHUNK,
 };
@@ -51,7 +53,7 @@ fn report(problems: &mut u64, location: String, message: String) {
 }
 
 /// Reads, parses and validates NDJSON lines on a blocking thread, sending chunks.
-fn read_ndjson(path: PathBuf, tx: mpsc::Sender<Chunk>) -> anyhow::Result<u64> {
+fn read_ndjson(path: PathBuf, reg: Arc<Registry>, tx: mpsc::Sender<Chunk>) -> anyhow::Result<u64> {
     let file = std::fs::File::open(&path)?;
     let mut reader = BufReader::with_capacity(1 << 20, file);
     let mut problems = 0u64;
@@ -84,7 +86,7 @@ fn read_ndjson(path: PathBuf, tx: mpsc::Sender<Chunk>) -> anyhow::Result<u64> {
         let parsed = serde_json::from_str::<Value>(&line)
             .map_err(|e| format!("not JSON: {e}"))
             .and_then(|v| {
-                validate_for_import(v).map_err(|e| {
+                validate_for_import(&reg, v).map_err(|e| {
                     e.issues
                         .first()
                         .map(|i| {
@@ -130,7 +132,8 @@ async fn import_ndjson(
 ) -> anyhow::Result<()> {
     let (tx, mut rx) = mpsc::channel::<Chunk>(2);
     let owned = path.to_path_buf();
-    let reader = tokio::task::spawn_blocking(move || read_ndjson(owned, tx));
+    let reg = service.registry();
+    let reader = tokio::task::spawn_blocking(move || read_ndjson(owned, reg, tx));
     while let Some(chunk) = rx.recv().await {
         counts.invalid += chunk.invalid;
         let written = service.import_chunk(chunk.valid).await.map_err(|e| {
@@ -206,8 +209,9 @@ async fn import_document(
         vec![value]
     };
     let mut valid = Vec::with_capacity(resources.len());
+    let reg = service.registry();
     for (i, r) in resources.into_iter().enumerate() {
-        match validate_for_import(r) {
+        match validate_for_import(&reg, r) {
             Ok(v) => valid.push(v),
             Err(e) => {
                 counts.invalid += 1;

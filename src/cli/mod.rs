@@ -24,6 +24,8 @@ pub enum Command {
     Import(ImportArgs),
     /// Show the SQL and the database's query plan for a search (e.g. "Observation?code=1234-5").
     Explain(ExplainArgs),
+    /// Put stored SearchParameter resources in force and rebuild every index row.
+    Reindex(ReindexArgs),
 }
 
 /// Where the data lives; shared by every subcommand that opens the store.
@@ -60,6 +62,15 @@ pub struct ImportArgs {
     /// NDJSON (.ndjson, .jsonl) files, or JSON/XML files holding a Bundle or a resource.
     #[arg(required = true)]
     pub files: Vec<PathBuf>,
+    /// Do not draw a progress bar.
+    #[arg(long)]
+    pub quiet: bool,
+    #[command(flatten)]
+    pub store: StoreArgs,
+}
+
+#[derive(Debug, Args)]
+pub struct ReindexArgs {
     /// Do not draw a progress bar.
     #[arg(long)]
     pub quiet: bool,
@@ -137,6 +148,28 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
                 .map_err(|e| anyhow::anyhow!("{}", e.outcome()))?;
             println!("{text}");
             service.store().close().await;
+            Ok(())
+        }
+        Command::Reindex(args) => {
+            crate::telemetry::init(false);
+            let s = settings(&args.store, None, None)?;
+            let service = crate::startup::open_service(&s, "urn:vesta:reindex".into()).await?;
+            let bar = if args.quiet {
+                indicatif::ProgressBar::hidden()
+            } else {
+                indicatif::ProgressBar::new_spinner()
+            };
+            let started = std::time::Instant::now();
+            let (custom, done) = service
+                .reindex(&|n| bar.set_message(format!("{n} resources reindexed")))
+                .await
+                .map_err(|e| anyhow::anyhow!("{}", e.outcome()))?;
+            bar.finish_and_clear();
+            service.store().close().await;
+            println!(
+                "reindexed {done} resources with {custom} stored SearchParameter(s) in force in {:.2} s",
+                started.elapsed().as_secs_f64()
+            );
             Ok(())
         }
         Command::Import(args) => {

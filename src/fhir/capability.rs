@@ -4,7 +4,7 @@ use serde_json::{json, Value};
 
 use crate::fhir::instant::{format_instant, Millis};
 use crate::fhir::resource_types::RESOURCE_TYPES;
-use crate::search::definitions::{ParamKind, REGISTRY};
+use crate::search::definitions::{ParamKind, Registry};
 
 /// Interactions every resource type supports.
 const TYPE_INTERACTIONS: &[&str] = &[
@@ -20,11 +20,11 @@ const TYPE_INTERACTIONS: &[&str] = &[
 ];
 
 /// Builds the CapabilityStatement for a server at `base_url`, started at `started_ms`.
-pub fn capability_statement(base_url: &str, started_ms: Millis) -> Value {
+pub fn capability_statement(base_url: &str, started_ms: Millis, reg: &Registry) -> Value {
     let resources: Vec<Value> = RESOURCE_TYPES
         .iter()
         .map(|t| {
-            let search_params: Vec<Value> = REGISTRY
+            let search_params: Vec<Value> = reg
                 .for_type(t)
                 .into_iter()
                 .filter(|d| !matches!(d.kind, ParamKind::Special | ParamKind::Composite))

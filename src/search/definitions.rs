@@ -3,7 +3,7 @@
 //! FHIRPath expression specialised to the one resource type it is used on.
 
 use std::collections::HashMap;
-use std::sync::{Arc, LazyLock};
+use std::sync::{Arc, LazyLock, OnceLock, RwLock};
 
 use serde_json::Value;
 
@@ -80,27 +80,87 @@ pub struct ParamDef {
 }
 
 /// Every parameter, by resource type and code.
-#[derive(Debug, Default)]
+#[derive(Default)]
 pub struct Registry {
     by_type: HashMap<String, HashMap<String, Arc<ParamDef>>>,
     by_url: HashMap<String, Arc<ParamDef>>,
+    /// SearchParameter resources stored on this server that are in force.
+    custom: usize,
+    /// The parsed extractors for this registry (built at first use).
+    pub(crate) extractors: OnceLock<super::index::Extractors>,
+}
+
+impl std::fmt::Debug for Registry {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Registry")
+            .field("types", &self.by_type.len())
+            .field("custom", &self.custom)
+            .finish()
+    }
 }
 
 static CORE: &str = include_str!("../../fhir-profiles/search-parameters.json");
 static US_CORE: &str = include_str!("../../fhir-profiles/search-parameters-uscore.json");
 
-/// The registry built from the vendored definitions.
-pub static REGISTRY: LazyLock<Registry> = LazyLock::new(|| {
-    let mut r = Registry::default();
+/// The vendored SearchParameter resources (R4 core, then US Core).
+static VENDORED: LazyLock<Vec<Value>> = LazyLock::new(|| {
+    let mut all = Vec::new();
     for text in [CORE, US_CORE] {
         if let Ok(bundle) = serde_json::from_str::<Value>(text) {
             for entry in bundle["entry"].as_array().into_iter().flatten() {
-                r.add(&entry["resource"]);
+                all.push(entry["resource"].clone());
             }
         }
     }
-    r
+    all
 });
+
+/// The vendored definitions alone, built once and shared.
+static CORE_REGISTRY: LazyLock<Arc<Registry>> =
+    LazyLock::new(|| Arc::new(Registry::with_custom(&[])));
+
+/// The registry of the vendored definitions (what a server without stored
+/// SearchParameters uses).
+pub fn core() -> Arc<Registry> {
+    CORE_REGISTRY.clone()
+}
+
+/// The registry a service has in force; replaced whole by a reindex.
+#[derive(Clone)]
+pub struct RegistryCell(Arc<RwLock<Arc<Registry>>>);
+
+impl Default for RegistryCell {
+    fn default() -> Self {
+        RegistryCell(Arc::new(RwLock::new(core())))
+    }
+}
+
+impl RegistryCell {
+    /// The registry in force now.
+    pub fn get(&self) -> Arc<Registry> {
+        match self.0.read() {
+            Ok(r) => r.clone(),
+            Err(poisoned) => poisoned.into_inner().clone(),
+        }
+    }
+
+    /// Puts the vendored definitions plus `custom` (active SearchParameter
+    /// resources stored on this server) in force. Returns how many custom
+    /// parameters were accepted.
+    pub fn install(&self, custom: &[Value]) -> usize {
+        let next = if custom.is_empty() {
+            core()
+        } else {
+            Arc::new(Registry::with_custom(custom))
+        };
+        let n = next.custom;
+        match self.0.write() {
+            Ok(mut w) => *w = next,
+            Err(poisoned) => *poisoned.into_inner() = next,
+        }
+        n
+    }
+}
 
 /// Splits a FHIRPath union `a | b | (c | d)` at its top level.
 fn split_union(expr: &str) -> Vec<&str> {
@@ -163,13 +223,32 @@ fn specialise(expr: &str, res_type: &str, generic: bool) -> (Option<String>, Opt
 }
 
 impl Registry {
-    /// Adds a SearchParameter resource (ignored if it lacks code, base or type).
-    pub fn add(&mut self, sp: &Value) {
+    /// The vendored definitions plus `custom` (which override same-code ones).
+    pub fn with_custom(custom: &[Value]) -> Registry {
+        let mut r = Registry::default();
+        for sp in VENDORED.iter() {
+            r.add(sp);
+        }
+        for sp in custom {
+            if sp["status"].as_str() == Some("active") && r.add(sp) {
+                r.custom += 1;
+            }
+        }
+        r
+    }
+
+    /// How many stored SearchParameters are in force.
+    pub fn custom_count(&self) -> usize {
+        self.custom
+    }
+
+    /// Adds a SearchParameter resource (ignored, `false`, if it lacks code, base or type).
+    pub fn add(&mut self, sp: &Value) -> bool {
         let (Some(code), Some(kind)) = (
             sp["code"].as_str(),
             sp["type"].as_str().and_then(ParamKind::parse),
         ) else {
-            return;
+            return false;
         };
         let url = sp["url"].as_str().unwrap_or_default().to_string();
         let bases: Vec<&str> = sp["base"]
@@ -232,6 +311,7 @@ impl Registry {
                 .or_default()
                 .insert(code.to_string(), def);
         }
+        true
     }
 
     /// The parameter `code` of `res_type`, if defined.
@@ -262,18 +342,19 @@ mod tests {
 
     #[test]
     fn core_parameters_load_and_specialise() {
-        let p = REGISTRY
+        let reg = core();
+        let p = reg
             .get("Observation", "patient")
             .expect("Observation.patient");
         assert_eq!(p.kind, ParamKind::Reference);
         assert_eq!(p.expression.as_deref(), Some("Observation.subject"));
         assert_eq!(p.resolve_filter.as_deref(), Some("Patient"));
-        let code = REGISTRY.get("Observation", "code").unwrap();
+        let code = reg.get("Observation", "code").unwrap();
         assert_eq!(code.expression.as_deref(), Some("Observation.code"));
-        assert!(REGISTRY.get("Patient", "_id").is_some());
-        assert!(REGISTRY.get("Patient", "birthdate").is_some());
-        assert!(REGISTRY.get("Patient", "race").is_some(), "US Core loaded");
-        let cvq = REGISTRY.get("Observation", "code-value-quantity").unwrap();
+        assert!(reg.get("Patient", "_id").is_some());
+        assert!(reg.get("Patient", "birthdate").is_some());
+        assert!(reg.get("Patient", "race").is_some(), "US Core loaded");
+        let cvq = reg.get("Observation", "code-value-quantity").unwrap();
         assert_eq!(cvq.components.len(), 2);
     }
 

@@ -2,11 +2,11 @@
 //! the resource's type is evaluated (FHIRPath) and its values turned into rows.
 
 use std::collections::HashMap;
-use std::sync::{Arc, LazyLock};
+use std::sync::Arc;
 
 use serde_json::Value;
 
-use super::definitions::{ParamDef, ParamKind, REGISTRY};
+use super::definitions::{ParamDef, ParamKind, Registry};
 use super::normalize::fold;
 use super::to_rows::{self, MAX_INDEXED_STRING};
 use crate::fhirpath::{self, Expression, Node, NodeValue};
@@ -15,8 +15,11 @@ use crate::store::{CompositeRow, IndexRows, StringRow};
 /// Longest text kept for `_text` / `_content`.
 pub const MAX_FULLTEXT_CHARS: usize = 4 * MAX_INDEXED_STRING;
 
+/// The extractors of every resource type for one registry.
+pub(crate) type Extractors = HashMap<String, Vec<Extractor>>;
+
 /// A parameter ready to extract: its definition and parsed expression.
-struct Extractor {
+pub(crate) struct Extractor {
     def: Arc<ParamDef>,
     expr: Arc<Expression>,
     /// Composite parameters: each component's definition and expression text.
@@ -26,12 +29,12 @@ struct Extractor {
 /// Most focus elements of one composite parameter indexed per resource.
 pub const MAX_COMPOSITE_FOCUS: usize = 64;
 
-/// The extractors of every type, parsed once.
-static EXTRACTORS: LazyLock<HashMap<String, Vec<Extractor>>> = LazyLock::new(|| {
+/// Parses the extractors of every type for `reg` (once per registry).
+fn build_extractors(reg: &Registry) -> Extractors {
     let mut map = HashMap::new();
     for t in crate::fhir::resource_types::RESOURCE_TYPES {
         let mut list = Vec::new();
-        for def in REGISTRY.for_type(t) {
+        for def in reg.for_type(t) {
             // _id and _lastUpdated live in the resources table.
             if def.kind == ParamKind::Special || def.code == "_id" || def.code == "_lastUpdated" {
                 continue;
@@ -46,7 +49,7 @@ static EXTRACTORS: LazyLock<HashMap<String, Vec<Extractor>>> = LazyLock::new(|| 
             let mut components = Vec::new();
             if def.kind == ParamKind::Composite {
                 for c in &def.components {
-                    match REGISTRY.by_url(&c.definition) {
+                    match reg.by_url(&c.definition) {
                         Some(cd) => components.push((cd.clone(), c.expression.clone())),
                         None => {
                             components.clear();
@@ -67,7 +70,7 @@ static EXTRACTORS: LazyLock<HashMap<String, Vec<Extractor>>> = LazyLock::new(|| 
         map.insert(t.to_string(), list);
     }
     map
-});
+}
 
 /// The JSON value and FHIR type of a node, owned when it was computed.
 fn node_json<'a>(n: &Node<'a>) -> Option<(std::borrow::Cow<'a, Value>, Option<&'static str>)> {
@@ -91,13 +94,14 @@ fn node_json<'a>(n: &Node<'a>) -> Option<(std::borrow::Cow<'a, Value>, Option<&'
     })
 }
 
-/// The index rows for `resource`.
-pub fn extract(resource: &Value) -> IndexRows {
+/// The index rows for `resource` under the parameters of `reg`.
+pub fn extract(reg: &Registry, resource: &Value) -> IndexRows {
     let mut rows = IndexRows::default();
     let Some(rtype) = resource.get("resourceType").and_then(Value::as_str) else {
         return rows;
     };
-    for ex in EXTRACTORS.get(rtype).into_iter().flatten() {
+    let extractors = reg.extractors.get_or_init(|| build_extractors(reg));
+    for ex in extractors.get(rtype).into_iter().flatten() {
         let Ok(nodes) = fhirpath::evaluate(&ex.expr, resource) else {
             continue;
         };
@@ -271,14 +275,17 @@ mod tests {
 
     #[test]
     fn patient_parameters_are_indexed() {
-        let rows = extract(&json!({
-            "resourceType": "Patient", "id": "p1",
-            "meta": {"tag": [{"system": "s", "code": "c"}]},
-            "identifier": [{"system": "urn:mrn", "value": "42"}],
-            "name": [{"family": "Åström", "given": ["Zoë"]}],
-            "gender": "female", "birthDate": "1980-05-01", "active": true,
-            "generalPractitioner": [{"reference": "Practitioner/pr1"}]
-        }));
+        let rows = extract(
+            &crate::search::definitions::core(),
+            &json!({
+                "resourceType": "Patient", "id": "p1",
+                "meta": {"tag": [{"system": "s", "code": "c"}]},
+                "identifier": [{"system": "urn:mrn", "value": "42"}],
+                "name": [{"family": "Åström", "given": ["Zoë"]}],
+                "gender": "female", "birthDate": "1980-05-01", "active": true,
+                "generalPractitioner": [{"reference": "Practitioner/pr1"}]
+            }),
+        );
         let has_string = |p: &str, v: &str| {
             rows.strings
                 .iter()
@@ -312,6 +319,7 @@ mod tests {
     #[test]
     fn observation_patient_needs_a_patient_reference() {
         let rows = extract(
+            &crate::search::definitions::core(),
             &json!({"resourceType": "Observation", "status": "final", "code": {"coding": [{"system": "http://loinc.org", "code": "8480-6"}]},
             "subject": {"reference": "Patient/p1"}, "valueQuantity": {"value": 120, "system": "http://unitsofmeasure.org", "code": "mm[Hg]"},
             "effectiveDateTime": "2023-03-05T10:00:00Z"}),
@@ -328,6 +336,7 @@ mod tests {
             .iter()
             .any(|c| c.param == "code-value-quantity"));
         let group = extract(
+            &crate::search::definitions::core(),
             &json!({"resourceType": "Observation", "status": "final", "code": {"text": "x"}, "subject": {"reference": "Group/g1"}}),
         );
         assert!(!group.references.iter().any(|r| r.param == "patient"));

@@ -303,6 +303,7 @@ impl FhirService {
         // 2. Rewrite references, validate everything, and refuse two writes to one resource.
         let mut touched = HashSet::new();
         let mut indexes: HashMap<usize, IndexRows> = HashMap::new();
+        let reg = self.registry.get();
         for (_, entry) in &mut entries {
             let index = entry.index;
             let key = match &mut entry.interaction {
@@ -312,7 +313,7 @@ impl FhirService {
                     rewrite_references(resource, &refs);
                     check_resource(resource, Some(*res_type), IdRule::Ignore)
                         .map_err(|e| entry_error(index, invalid(e)))?;
-                    indexes.insert(index, extract(resource));
+                    indexes.insert(index, extract(&reg, resource));
                     None
                 }
                 Interaction::Update {
@@ -324,7 +325,7 @@ impl FhirService {
                     rewrite_references(resource, &refs);
                     check_resource(resource, Some(*res_type), IdRule::MustEqual(id))
                         .map_err(|e| entry_error(index, invalid(e)))?;
-                    indexes.insert(index, extract(resource));
+                    indexes.insert(index, extract(&reg, resource));
                     Some(format!("{res_type}/{id}"))
                 }
                 Interaction::Patch { res_type, id, .. } | Interaction::Delete { res_type, id } => {
@@ -394,7 +395,7 @@ impl FhirService {
                     patch,
                     if_match,
                 } => {
-                    let stored = patch_in_tx(&mut tx, res_type, &id, &patch, if_match)
+                    let stored = patch_in_tx(&reg, &mut tx, res_type, &id, &patch, if_match)
                         .await
                         .map_err(|e| entry_error(index, e))?;
                     Outcome::stored(200, stored)

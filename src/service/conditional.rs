@@ -6,7 +6,6 @@ use serde_json::Value;
 use super::interaction::{query_pairs, Interaction};
 use super::{Body, Ctx, FhirService, Outcome, ServiceError, ServiceResult};
 use crate::fhir::ResourceType;
-use crate::search::definitions::REGISTRY;
 use crate::search::plan::SearchPlan;
 
 /// What a conditional search found.
@@ -36,7 +35,13 @@ impl FhirService {
                 None,
             ));
         }
-        let mut plan = SearchPlan::parse(&REGISTRY, vec![res_type.to_string()], &params, 2, 2)?;
+        let mut plan = SearchPlan::parse(
+            &self.registry.get(),
+            vec![res_type.to_string()],
+            &params,
+            2,
+            2,
+        )?;
         if !plan.ignored.is_empty() {
             return Err(ServiceError::invalid(
                 format!(
@@ -52,7 +57,7 @@ impl FhirService {
         plan.count = 2;
         plan.includes.clear();
         plan.revincludes.clear();
-        let (sql, binds, keys) = plan.page_sql(&REGISTRY)?;
+        let (sql, binds, keys) = plan.page_sql(&self.registry.get())?;
         let rows = self.store.search_rows(sql, &binds, keys).await?;
         Ok(match rows.as_slice() {
             [] => Matches::None,

@@ -7,6 +7,7 @@ use crate::fhir::instant::now_ms;
 use crate::fhir::resource::{same_content, stamp};
 use crate::fhir::validate::{check_resource, IdRule};
 use crate::fhir::ResourceType;
+use crate::search::definitions::Registry;
 use crate::search::index::extract;
 use crate::store::{IndexRows, NewVersion, WriteTx};
 
@@ -273,7 +274,7 @@ impl FhirService {
         check_resource(&resource, Some(res_type), IdRule::Ignore).map_err(invalid)?;
         // Index rows do not depend on the version stamp: extract them before
         // the transaction so that it holds its locks for less time.
-        let index = extract(&resource);
+        let index = extract(&self.registry.get(), &resource);
         let mut tx = self.store.begin().await?;
         let (stored, _) = write_in_tx(
             &mut tx,
@@ -297,7 +298,7 @@ impl FhirService {
         if_match: Option<i64>,
     ) -> ServiceResult<Outcome> {
         check_resource(&resource, Some(res_type), IdRule::MustEqual(id)).map_err(invalid)?;
-        let index = extract(&resource);
+        let index = extract(&self.registry.get(), &resource);
         // Two concurrent creates of one new id race on the unique key; the
         // loser retries once and then sees the winner's version.
         let mut attempts = 0;
@@ -334,7 +335,15 @@ impl FhirService {
         if_match: Option<i64>,
     ) -> ServiceResult<Outcome> {
         let mut tx = self.store.begin().await?;
-        let stored = patch_in_tx(&mut tx, res_type, id, &patch, if_match).await?;
+        let stored = patch_in_tx(
+            &self.registry.get(),
+            &mut tx,
+            res_type,
+            id,
+            &patch,
+            if_match,
+        )
+        .await?;
         tx.commit().await?;
         Ok(Outcome::stored(200, stored))
     }
@@ -363,6 +372,7 @@ impl FhirService {
 
 /// Reads, patches, validates and stores a resource inside `tx`.
 pub(super) async fn patch_in_tx(
+    reg: &Registry,
     tx: &mut WriteTx,
     res_type: ResourceType,
     id: &str,
@@ -391,7 +401,7 @@ pub(super) async fn patch_in_tx(
         err.status = 422;
         err
     })?;
-    let index = extract(&patched);
+    let index = extract(reg, &patched);
     let (stored, _) = write_in_tx(
         tx,
         res_type,

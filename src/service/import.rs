@@ -8,6 +8,7 @@ use super::crud::{invalid, new_id, write_in_tx, Effect, WriteKind};
 use super::{FhirService, ServiceError, ServiceResult};
 use crate::fhir::validate::{check_resource, IdRule};
 use crate::fhir::ResourceType;
+use crate::search::definitions::Registry;
 use crate::search::index::extract;
 use crate::store::IndexRows;
 
@@ -50,13 +51,13 @@ impl ImportCounts {
 }
 
 /// Validates one resource for import. Pure CPU work; safe to run on any thread.
-pub fn validate_for_import(resource: Value) -> ServiceResult<ValidResource> {
+pub fn validate_for_import(reg: &Registry, resource: Value) -> ServiceResult<ValidResource> {
     let res_type = check_resource(&resource, None, IdRule::Ignore).map_err(invalid)?;
     let (id, upsert) = match resource.get("id").and_then(Value::as_str) {
         Some(id) => (id.to_string(), true),
         None => (new_id(), false),
     };
-    let index = extract(&resource);
+    let index = extract(reg, &resource);
     Ok(ValidResource {
         res_type,
         id,

@@ -115,6 +115,8 @@ pub enum Interaction {
         bundle: Value,
         preference: Preference,
     },
+    /// `POST /$reindex`: put stored SearchParameters in force and rebuild the index.
+    Reindex,
 }
 
 impl Interaction {
@@ -151,6 +153,7 @@ impl Interaction {
                 SearchTarget::Everything { .. } => "everything Patient".into(),
             },
             Interaction::Bundle { .. } => "batch/transaction".into(),
+            Interaction::Reindex => "operation reindex".into(),
         }
     }
 }
@@ -241,6 +244,8 @@ pub fn parse(req: RawRequest<'_>) -> ServiceResult<Interaction> {
             strict: Preference::strict_handling(req.prefer),
         }),
         (_, []) => Err(not_allowed(method)),
+        ("POST", ["$reindex"]) => Ok(Interaction::Reindex),
+        (_, ["$reindex"]) => Err(not_allowed(method)),
         ("GET", ["_history"]) => Ok(Interaction::History {
             scope: HistoryTarget::System,
             params: params(),

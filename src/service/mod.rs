@@ -11,6 +11,7 @@ pub mod error;
 mod history;
 pub mod import;
 pub mod interaction;
+mod reindex;
 pub mod search;
 
 use serde_json::Value;
@@ -20,6 +21,7 @@ pub use interaction::{Interaction, Preference};
 
 use crate::fhir::capability;
 use crate::fhir::instant::Millis;
+use crate::search::definitions::{Registry, RegistryCell};
 use crate::store::Store;
 
 /// Limits on what one request may ask for. Each is configurable; see `config`.
@@ -131,6 +133,8 @@ pub struct FhirService {
     /// Absolute FHIR base URL, used in `fullUrl` and links.
     base_url: String,
     started_ms: Millis,
+    /// The search parameters in force (vendored plus stored, after a reindex).
+    registry: RegistryCell,
 }
 
 impl FhirService {
@@ -140,6 +144,7 @@ impl FhirService {
             limits,
             base_url: base_url.trim_end_matches('/').to_string(),
             started_ms: crate::fhir::instant::now_ms(),
+            registry: RegistryCell::default(),
         }
     }
 
@@ -151,6 +156,11 @@ impl FhirService {
         &self.limits
     }
 
+    /// The search parameters in force now.
+    pub fn registry(&self) -> std::sync::Arc<Registry> {
+        self.registry.get()
+    }
+
     pub fn base_url(&self) -> &str {
         &self.base_url
     }
@@ -160,7 +170,11 @@ impl FhirService {
         match interaction {
             Interaction::Capabilities => Ok(Outcome::generated(
                 200,
-                capability::capability_statement(&self.base_url, self.started_ms),
+                capability::capability_statement(
+                    &self.base_url,
+                    self.started_ms,
+                    &self.registry.get(),
+                ),
             )),
             Interaction::Read { res_type, id } => self.read(&res_type, &id).await,
             Interaction::VRead {
@@ -196,6 +210,7 @@ impl FhirService {
                 params,
                 strict,
             } => self.search(target, &params, strict).await,
+            Interaction::Reindex => self.reindex_operation().await,
             Interaction::Bundle { bundle, preference } => {
                 self.process_bundle(ctx, bundle, preference).await
             }

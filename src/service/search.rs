@@ -10,7 +10,6 @@ use crate::fhir::bundle::{finish, new_bundle};
 use crate::fhir::outcome::{operation_outcome, Issue, Severity};
 use crate::fhir::resource_types::RESOURCE_TYPES;
 use crate::search::compartment;
-use crate::search::definitions::REGISTRY;
 use crate::search::include::{include_sql, revinclude_sql, MAX_INCLUDED, MAX_INCLUDE_ROUNDS};
 use crate::search::plan::{Compartment, Cursor, IncludeSpec, SearchPlan, Summary, Total};
 use crate::search::query::{Clause, Modifier};
@@ -181,7 +180,7 @@ impl FhirService {
             params
         };
         let mut plan = SearchPlan::parse(
-            &REGISTRY,
+            &self.registry.get(),
             types,
             params,
             self.limits.default_count,
@@ -220,7 +219,7 @@ impl FhirService {
             None
         };
         if plan.summary != Summary::Count {
-            let (sql, binds, key_count) = plan.page_sql(&REGISTRY)?;
+            let (sql, binds, key_count) = plan.page_sql(&self.registry.get())?;
             let mut rows = self.store.search_rows(sql, &binds, key_count).await?;
             let backwards = plan.cursor.as_ref().is_some_and(|c| c.backwards);
             let more = rows.len() > plan.count;
@@ -306,7 +305,7 @@ impl FhirService {
         }
         let params = super::interaction::query_pairs(query);
         let mut plan = SearchPlan::parse(
-            &REGISTRY,
+            &self.registry.get(),
             vec![res_type.to_string()],
             &params,
             self.limits.default_count,
@@ -315,7 +314,7 @@ impl FhirService {
         for (_, c) in plan.clauses.iter_mut() {
             self.expand_valuesets(c).await?;
         }
-        let (sql, binds, _) = plan.page_sql(&REGISTRY)?;
+        let (sql, binds, _) = plan.page_sql(&self.registry.get())?;
         let lines = self.store.explain(sql.clone(), &binds).await?;
         Ok(format!(
             "-- {}\n{sql}\n-- binds: {binds:?}\n-- plan:\n{}",

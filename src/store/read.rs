@@ -150,4 +150,35 @@ impl Store {
         });
         Ok(rows)
     }
+
+    /// Live resources after `after_rid` in row order, at most `limit`, as
+    /// `(rid, type, content)`; with `res_type`, only that type.
+    pub async fn scan(
+        &self,
+        res_type: Option<&str>,
+        after_rid: i64,
+        limit: i64,
+    ) -> StoreResult<Vec<(i64, String, String)>> {
+        let sql = if res_type.is_some() {
+            "SELECT r.rid, r.res_type, v.content FROM resources r \
+             JOIN resource_versions v ON v.rid = r.rid AND v.version = r.version \
+             WHERE r.deleted = 0 AND r.rid > $1 AND r.res_type = $3 ORDER BY r.rid LIMIT $2"
+        } else {
+            "SELECT r.rid, r.res_type, v.content FROM resources r \
+             JOIN resource_versions v ON v.rid = r.rid AND v.version = r.version \
+             WHERE r.deleted = 0 AND r.rid > $1 ORDER BY r.rid LIMIT $2"
+        };
+        let rows = with_db!(&self.db, pool => {
+            let mut q = sqlx::query(sql).bind(after_rid).bind(limit);
+            if let Some(t) = res_type {
+                q = q.bind(t);
+            }
+            q.fetch_all(pool)
+                .await?
+                .into_iter()
+                .map(|row| -> Result<(i64, String, String), sqlx::Error> { Ok((row.try_get(0)?, row.try_get(1)?, row.try_get(2)?)) })
+                .collect::<Result<Vec<_>, _>>()?
+        });
+        Ok(rows)
+    }
 }

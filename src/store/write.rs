@@ -175,6 +175,24 @@ impl WriteTx {
         Ok(())
     }
 
+    /// Replaces the index rows of resource `rid` (reindexing).
+    pub async fn replace_index(
+        &mut self,
+        rid: i64,
+        res_type: &str,
+        index: &IndexRows,
+    ) -> StoreResult<()> {
+        with_tx!(self, c, pg => {
+            for table in INDEX_TABLES {
+                sqlx::query(AssertSqlSafe(format!("DELETE FROM {table} WHERE rid = $1")))
+                    .bind(rid)
+                    .execute(&mut *c)
+                    .await?;
+            }
+        });
+        self.insert_index(rid, res_type, index).await
+    }
+
     async fn insert_index(
         &mut self,
         rid: i64,

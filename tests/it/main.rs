@@ -6,6 +6,7 @@ mod helpers;
 mod bundles;
 mod cli;
 mod concurrency;
+mod conditional;
 mod corpus;
 mod crud;
 mod errors;
