@@ -10,7 +10,7 @@ use super::definitions::{ParamDef, ParamKind, Registry};
 use super::normalize::fold;
 use super::to_rows::{self, MAX_INDEXED_STRING};
 use crate::fhirpath::{self, Expression, Node, NodeValue};
-use crate::store::{CompositeRow, IndexRows, StringRow};
+use crate::store::{CompositeRow, FulltextRow, IndexRows};
 
 /// Longest text kept for `_text` / `_content`.
 pub const MAX_FULLTEXT_CHARS: usize = 4 * MAX_INDEXED_STRING;
@@ -222,11 +222,9 @@ fn push_text(param: &str, text: &str, rows: &mut IndexRows) {
     if folded.trim().is_empty() {
         return;
     }
-    let value: String = text.chars().take(MAX_FULLTEXT_CHARS).collect();
-    rows.strings.push(StringRow {
+    rows.fulltext.push(FulltextRow {
         param: param.into(),
-        value_norm: folded,
-        value,
+        text: folded,
     });
 }
 

@@ -135,7 +135,11 @@ fn param(
         }
         return Ok(format!("({})", ors.join(" OR ")));
     }
-    let t = table(kind);
+    let t = if code == "_text" || code == "_content" {
+        "idx_fulltext"
+    } else {
+        table(kind)
+    };
     // `:of-type` values are indexed under their own parameter name.
     let stored = if *modifier == Modifier::OfType {
         format!("{code}:of-type")
@@ -179,12 +183,11 @@ fn value_cond(
     Ok(match kind {
         ParamKind::String => {
             let norm = super::normalize::fold(&unescape(v));
-            // Full text: the words may stand anywhere in the text.
-            let modifier = if name == "_text" || name == "_content" {
-                &Modifier::Contains
-            } else {
-                modifier
-            };
+            if name == "_text" || name == "_content" {
+                // Full text: the words may stand anywhere in the text.
+                let pattern = format!("%{}%", like_escape(&norm));
+                return Ok(format!("x.text LIKE {} ESCAPE '\\'", sql.text(&pattern)));
+            }
             match modifier {
                 Modifier::Exact => format!("x.value = {}", sql.text(&unescape(v))),
                 Modifier::Contains => {

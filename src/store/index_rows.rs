@@ -79,6 +79,14 @@ pub struct CompositeRow {
     pub second_high: Option<f64>,
 }
 
+/// Plain text for `_text` / `_content`, matched by substring.
+#[derive(Debug, Clone, PartialEq)]
+pub struct FulltextRow {
+    pub param: String,
+    /// Lower case, accents removed.
+    pub text: String,
+}
+
 /// Everything the search index holds for one resource version.
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct IndexRows {
@@ -90,6 +98,7 @@ pub struct IndexRows {
     pub quantities: Vec<QuantityRow>,
     pub uris: Vec<UriRow>,
     pub composites: Vec<CompositeRow>,
+    pub fulltext: Vec<FulltextRow>,
 }
 
 /// A value bound into an index insert.
@@ -227,12 +236,21 @@ impl IndexRows {
                     })
                     .collect(),
             },
+            Table {
+                name: "idx_fulltext",
+                columns: &["param", "text"],
+                rows: self
+                    .fulltext
+                    .iter()
+                    .map(|r| vec![t(&r.param), t(&r.text)])
+                    .collect(),
+            },
         ]
     }
 }
 
 /// Names of every index table, for deleting a resource's rows.
-pub(crate) const INDEX_TABLES: [&str; 8] = [
+pub(crate) const INDEX_TABLES: [&str; 9] = [
     "idx_string",
     "idx_token",
     "idx_reference",
@@ -241,4 +259,5 @@ pub(crate) const INDEX_TABLES: [&str; 8] = [
     "idx_quantity",
     "idx_uri",
     "idx_composite",
+    "idx_fulltext",
 ];

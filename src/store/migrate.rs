@@ -31,6 +31,16 @@ pub fn migrator(backend: Backend) -> Migrator {
                 "composite columns",
                 include_str!("../../migrations/sqlite/0002_composite_columns.sql"),
             ),
+            migration(
+                3,
+                "fulltext",
+                include_str!("../../migrations/sqlite/0003_fulltext.sql"),
+            ),
+            migration(
+                4,
+                "covering indexes",
+                include_str!("../../migrations/sqlite/0004_covering_indexes.sql"),
+            ),
         ],
         Backend::Postgres => vec![
             migration(
@@ -47,6 +57,16 @@ pub fn migrator(backend: Backend) -> Migrator {
                 3,
                 "composite columns",
                 include_str!("../../migrations/postgres/0003_composite_columns.sql"),
+            ),
+            migration(
+                4,
+                "fulltext",
+                include_str!("../../migrations/postgres/0004_fulltext.sql"),
+            ),
+            migration(
+                5,
+                "covering indexes",
+                include_str!("../../migrations/postgres/0005_covering_indexes.sql"),
             ),
         ],
     };

@@ -14,8 +14,8 @@ mod write;
 
 pub use connect::{Backend, StoreOptions};
 pub use index_rows::{
-    CompositeRow, DateRow, IndexRows, NumberRow, QuantityRow, ReferenceRow, StringRow, TokenRow,
-    UriRow,
+    CompositeRow, DateRow, FulltextRow, IndexRows, NumberRow, QuantityRow, ReferenceRow, StringRow,
+    TokenRow, UriRow,
 };
 pub use read::{HistoryEntry, HistoryScope};
 pub use search::{Bind, SearchRow};
