@@ -273,6 +273,10 @@ pub async fn run(settings: &Settings, files: &[PathBuf], quiet: bool) -> anyhow:
         }
     }
     bar.finish_and_clear();
+    // Fresh statistics let the planner pick the right index for searches.
+    if let Err(e) = service.store().optimize().await {
+        eprintln!("warning: could not refresh planner statistics: {e}");
+    }
     service.store().close().await;
     let secs = started.elapsed().as_secs_f64();
     let stored = counts.stored();

@@ -5,7 +5,7 @@ use base64::Engine;
 use serde_json::{json, Value};
 
 use super::definitions::{ParamKind, Registry};
-use super::query::{parse_clause, Clause, MAX_CLAUSES, RESULT_PARAMS};
+use super::query::{parse_clause, Clause, Modifier, MAX_CLAUSES, RESULT_PARAMS};
 use super::sql::{clause, Bind, Sql};
 use crate::service::ServiceError;
 
@@ -359,6 +359,11 @@ impl SearchPlan {
 
     /// The WHERE conditions on alias `r` (type, liveness, every clause).
     fn where_sql(&self, sql: &mut Sql) -> Result<String, ServiceError> {
+        self.where_sql_except(sql, None)
+    }
+
+    /// The WHERE conditions, leaving out clause `skip` (answered by the driver).
+    fn where_sql_except(&self, sql: &mut Sql, skip: Option<usize>) -> Result<String, ServiceError> {
         let mut conds = vec!["r.deleted = 0".to_string()];
         let marks: Vec<String> = self.types.iter().map(|t| sql.text(t)).collect();
         conds.push(if marks.len() == 1 {
@@ -371,8 +376,10 @@ impl SearchPlan {
         } else {
             "*"
         };
-        for (_, c) in &self.clauses {
-            conds.push(clause(sql, t, "r", c)?);
+        for (i, (_, c)) in self.clauses.iter().enumerate() {
+            if Some(i) != skip {
+                conds.push(clause(sql, t, "r", c)?);
+            }
         }
         if let Some(c) = &self.compartment {
             conds.push(c.sql(sql));
@@ -436,6 +443,11 @@ impl SearchPlan {
     /// SQL for one page (`count + 1` rows, to know whether more follow).
     /// Returns the SQL, its binds and the number of sort keys selected.
     pub fn page_sql(&self, reg: &Registry) -> Result<(String, Vec<Bind>, usize), ServiceError> {
+        if self.sort.is_empty() {
+            if let Some(driven) = self.driven_page_sql()? {
+                return Ok(driven);
+            }
+        }
         let mut sql = Sql::default();
         let keys = self.sort_keys(reg, &mut sql);
         let where_sql = self.where_sql(&mut sql)?;
@@ -505,6 +517,56 @@ impl SearchPlan {
         Ok((text, sql.binds, keys.len()))
     }
 
+    /// A page in row order driven by an equality clause: its index rows come
+    /// in row-id order for one (type, parameter, value), so the database reads
+    /// matches in order and stops after the page instead of collecting and
+    /// sorting every match. `None` when no clause can drive.
+    fn driven_page_sql(&self) -> Result<Option<(String, Vec<Bind>, usize)>, ServiceError> {
+        if self.types.len() != 1 {
+            return Ok(None);
+        }
+        let res_type = self.types[0].as_str();
+        let Some((index, table, cond_of)) = self
+            .clauses
+            .iter()
+            .enumerate()
+            .find_map(|(i, (_, c))| driver(c).map(|(t, f)| (i, t, f)))
+        else {
+            return Ok(None);
+        };
+        let mut sql = Sql::default();
+        let (rt, p) = (sql.text(res_type), sql.text(&cond_of.0));
+        let value_cond = cond_of.1(&mut sql);
+        let where_sql = self.where_sql_except(&mut sql, Some(index))?;
+        let backwards = self.cursor.as_ref().is_some_and(|c| c.backwards);
+        let keyset = match &self.cursor {
+            Some(c) if !c.keys.is_empty() => {
+                return Err(ServiceError::invalid(
+                    "_cursor does not belong to this search",
+                    Some("_cursor"),
+                ))
+            }
+            Some(c) => format!(
+                "x.rid {} {}",
+                if backwards { "<" } else { ">" },
+                sql.bind(Bind::Int(c.rid))
+            ),
+            None => "1 = 1".into(),
+        };
+        let dir = if backwards { "DESC" } else { "ASC" };
+        let limit = sql.bind(Bind::Int(self.count as i64 + 1));
+        let text = format!(
+            "SELECT q.rid, q.res_type, q.res_id, v.content FROM \
+             (SELECT x.rid AS rid FROM {table} x JOIN resources r ON r.rid = x.rid \
+              WHERE x.res_type = {rt} AND x.param = {p} AND {value_cond} AND {keyset} AND {where_sql} \
+              GROUP BY x.rid ORDER BY x.rid {dir} LIMIT {limit}) d \
+             JOIN resources q ON q.rid = d.rid \
+             JOIN resource_versions v ON v.rid = q.rid AND v.version = q.version \
+             ORDER BY q.rid {dir}"
+        );
+        Ok(Some((text, sql.binds, 0)))
+    }
+
     /// SQL counting every match.
     pub fn count_sql(&self) -> Result<(String, Vec<Bind>), ServiceError> {
         let mut sql = Sql::default();
@@ -513,6 +575,72 @@ impl SearchPlan {
             format!("SELECT COUNT(*) FROM resources r WHERE {where_sql}"),
             sql.binds,
         ))
+    }
+}
+
+/// Builds the driver's value condition on alias `x`.
+type DriverCond = (String, Box<dyn Fn(&mut Sql) -> String>);
+
+/// A clause that can drive a page: one token with a system (or explicitly
+/// none) and a code, or one reference with type and id, without modifiers.
+fn driver(c: &Clause) -> Option<(&'static str, DriverCond)> {
+    let Clause::Param {
+        def,
+        modifier,
+        values,
+    } = c
+    else {
+        return None;
+    };
+    if *modifier != Modifier::None
+        || values.len() != 1
+        || def.code == "_id"
+        || def.code == "_lastUpdated"
+    {
+        return None;
+    }
+    let code = def.code.clone();
+    match def.kind {
+        ParamKind::Token => {
+            let t = super::values::parse_token(&values[0]);
+            let (system, value) = (t.system?, t.code?);
+            Some((
+                "idx_token",
+                (
+                    code,
+                    Box::new(move |sql: &mut Sql| {
+                        let c = sql.text(&value);
+                        if system.is_empty() {
+                            format!("x.code = {c} AND x.system IS NULL")
+                        } else {
+                            format!("x.code = {c} AND x.system = {}", sql.text(&system))
+                        }
+                    }),
+                ),
+            ))
+        }
+        ParamKind::Reference => {
+            let v = super::values::unescape(&values[0]);
+            let row = super::to_rows::parse_reference(&code, &v);
+            let (t, id) = (row.target_type?, row.target_id?);
+            if row.target_url.is_some() {
+                return None;
+            }
+            Some((
+                "idx_reference",
+                (
+                    code,
+                    Box::new(move |sql: &mut Sql| {
+                        format!(
+                            "x.target_id = {} AND x.target_type = {}",
+                            sql.text(&id),
+                            sql.text(&t)
+                        )
+                    }),
+                ),
+            ))
+        }
+        _ => None,
     }
 }
 

@@ -117,6 +117,21 @@ impl Store {
         with_db!(&self.db, pool => sqlx::query("SELECT 1").execute(pool).await.is_ok())
     }
 
+    /// Refreshes the query planner's statistics (after a bulk load).
+    pub async fn optimize(&self) -> StoreResult<()> {
+        match &self.db {
+            Db::Sqlite { write, .. } => {
+                sqlx::query("PRAGMA optimize=0x10002")
+                    .execute(write)
+                    .await?;
+            }
+            Db::Postgres(pool) => {
+                sqlx::query("ANALYZE").execute(pool).await?;
+            }
+        }
+        Ok(())
+    }
+
     /// Closes every pool, waiting for checked-out connections to come back.
     pub async fn close(&self) {
         match &self.db {
