@@ -74,6 +74,9 @@ pub struct SearchPlan {
     pub total: Total,
     pub summary: Summary,
     pub elements: Option<Vec<String>>,
+    /// Walk candidates in row order and probe each clause (`EXISTS`), for
+    /// clauses that match too much to collect (decided by the service's probe).
+    pub scan: bool,
     /// Parameters that were not understood (reported in the outcome).
     pub ignored: Vec<String>,
     /// The parameters to repeat in paging links (filters and controls).
@@ -223,6 +226,7 @@ impl SearchPlan {
             types,
             clauses: vec![],
             compartment: None,
+            scan: false,
             sort: vec![],
             count: default_count,
             cursor: None,
@@ -450,7 +454,11 @@ impl SearchPlan {
         }
         let mut sql = Sql::default();
         let keys = self.sort_keys(reg, &mut sql);
+        // In a compartment the compartment condition selects few rows; in a
+        // scan the clauses match many: either way, probe clauses per row.
+        sql.correlated = keys.is_empty() && (self.scan || self.compartment.is_some());
         let where_sql = self.where_sql(&mut sql)?;
+        sql.correlated = false;
         let key_cols: String = keys
             .iter()
             .enumerate()
@@ -537,7 +545,10 @@ impl SearchPlan {
         let mut sql = Sql::default();
         let (rt, p) = (sql.text(res_type), sql.text(&cond_of.0));
         let value_cond = cond_of.1(&mut sql);
+        // The driver yields few enough candidates: probe the others per row.
+        sql.correlated = true;
         let where_sql = self.where_sql_except(&mut sql, Some(index))?;
+        sql.correlated = false;
         let backwards = self.cursor.as_ref().is_some_and(|c| c.backwards);
         let keyset = match &self.cursor {
             Some(c) if !c.keys.is_empty() => {
@@ -565,6 +576,20 @@ impl SearchPlan {
              ORDER BY q.rid {dir}"
         );
         Ok(Some((text, sql.binds, 0)))
+    }
+
+    /// Whether the default-ordered page has no driver and no compartment, so
+    /// that the service should probe how much its first clause matches.
+    pub fn wants_probe(&self) -> bool {
+        self.sort.is_empty()
+            && self.compartment.is_none()
+            && self.types.len() == 1
+            && !self.clauses.is_empty()
+            && !self.clauses.iter().any(|(_, c)| driver(c).is_some())
+            && self
+                .clauses
+                .iter()
+                .all(|(_, c)| matches!(c, Clause::Param { .. }))
     }
 
     /// SQL counting every match.

@@ -16,6 +16,10 @@ pub use crate::store::Bind;
 #[derive(Debug, Default, Clone)]
 pub struct Sql {
     pub binds: Vec<Bind>,
+    /// Write clauses as correlated `EXISTS` probes of each candidate row
+    /// (for plans that walk candidates in row order) instead of
+    /// `rid IN (all matches)`.
+    pub correlated: bool,
 }
 
 impl Sql {
@@ -148,29 +152,94 @@ fn param(
     };
     let rt = type_expr(sql, res_type, r);
     let p = sql.text(&stored);
-    let subquery = |cond: &str| {
-        format!("SELECT x.rid FROM {t} x WHERE x.res_type = {rt} AND x.param = {p} AND ({cond})")
+    let correlated = sql.correlated;
+    // `r` has (or lacks) an index row of this parameter matching `cond`.
+    let member = |cond: Option<&str>, negate: bool| {
+        let extra = cond.map(|c| format!(" AND ({c})")).unwrap_or_default();
+        let not = if negate { "NOT " } else { "" };
+        if correlated {
+            format!(
+                "{not}EXISTS (SELECT 1 FROM {t} x WHERE x.rid = {r}.rid AND x.param = {p}{extra})"
+            )
+        } else {
+            format!("{r}.rid {not}IN (SELECT x.rid FROM {t} x WHERE x.res_type = {rt} AND x.param = {p}{extra})")
+        }
     };
     if *modifier == Modifier::Missing {
-        let any = format!("SELECT x.rid FROM {t} x WHERE x.res_type = {rt} AND x.param = {p}");
-        let op = if values.first().map(String::as_str) == Some("true") {
-            "NOT IN"
+        return Ok(member(
+            None,
+            values.first().map(String::as_str) == Some("true"),
+        ));
+    }
+    if let Modifier::Members { members, negate } = modifier {
+        let mut ors = Vec::with_capacity(members.len());
+        for m in members {
+            // A `code` element is indexed without a system (it is implied by
+            // its binding), so a member matches a system-less code too.
+            let s = sql.text(&m.system);
+            ors.push(match &m.code {
+                Some(c) => format!(
+                    "((x.system = {s} OR x.system IS NULL) AND x.code = {})",
+                    sql.text(c)
+                ),
+                None => format!("(x.system = {s} OR (x.system IS NULL AND x.code IS NOT NULL))"),
+            });
+        }
+        let cond = if ors.is_empty() {
+            "1 = 0".to_string()
         } else {
-            "IN"
+            ors.join(" OR ")
         };
-        return Ok(format!("{r}.rid {op} ({any})"));
+        return Ok(member(Some(&cond), *negate));
     }
     let mut ors = Vec::with_capacity(values.len());
     for v in values {
         ors.push(value_cond(sql, code, kind, modifier, v)?);
     }
     let cond = ors.join(" OR ");
-    let op = if *modifier == Modifier::Not {
-        "NOT IN"
-    } else {
-        "IN"
+    Ok(member(Some(&cond), *modifier == Modifier::Not))
+}
+
+/// SQL counting (up to `cap`) the index rows that match a plain parameter
+/// clause: a cheap selectivity probe. `None` for clauses it cannot probe.
+pub fn probe(
+    res_type: &str,
+    c: &Clause,
+    cap: i64,
+) -> Result<Option<(String, Vec<Bind>)>, ServiceError> {
+    let Clause::Param {
+        def,
+        modifier,
+        values,
+    } = c
+    else {
+        return Ok(None);
     };
-    Ok(format!("{r}.rid {op} ({})", subquery(&cond)))
+    if !matches!(
+        modifier,
+        Modifier::None | Modifier::Exact | Modifier::Contains | Modifier::Text
+    ) || def.code == "_id"
+        || def.code == "_lastUpdated"
+        || def.code == "_text"
+        || def.code == "_content"
+    {
+        return Ok(None);
+    }
+    let mut sql = Sql::default();
+    let (rt, p) = (sql.text(res_type), sql.text(&def.code));
+    let mut ors = Vec::new();
+    for v in values {
+        ors.push(value_cond(&mut sql, &def.code, def.kind, modifier, v)?);
+    }
+    let limit = sql.bind(Bind::Int(cap));
+    Ok(Some((
+        format!(
+            "SELECT COUNT(*) FROM (SELECT 1 FROM {} x WHERE x.res_type = {rt} AND x.param = {p} AND ({}) LIMIT {limit}) n",
+            table(def.kind),
+            ors.join(" OR ")
+        ),
+        sql.binds,
+    )))
 }
 
 fn value_cond(

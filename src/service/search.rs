@@ -17,6 +17,10 @@ use crate::search::shape;
 use crate::search::valueset;
 use crate::store::SearchRow;
 
+/// A clause matching at least this many index rows makes a search walk rows
+/// in order instead of collecting every match.
+pub const SCAN_PROBE_ROWS: i64 = 2_000;
+
 /// What a search runs over.
 #[derive(Debug, Clone, PartialEq)]
 pub enum SearchTarget {
@@ -187,6 +191,10 @@ impl FhirService {
             self.limits.max_count,
         )?;
         plan.compartment = compartment;
+        for (_, c) in plan.clauses.iter_mut() {
+            self.expand_valuesets(c).await?;
+        }
+        self.choose_scan(&mut plan).await?;
         if strict && !plan.ignored.is_empty() {
             return Err(ServiceError::invalid(
                 format!(
@@ -296,6 +304,26 @@ impl FhirService {
         Ok(Outcome::generated(200, finish(bundle, entries, total)))
     }
 
+    /// Without a driving clause, a clause that matches a large share of the
+    /// type is cheaper to test per row (walking rows in order, stopping at the
+    /// page) than to collect whole.
+    async fn choose_scan(&self, plan: &mut SearchPlan) -> ServiceResult<()> {
+        if !plan.wants_probe() {
+            return Ok(());
+        }
+        let cap = SCAN_PROBE_ROWS;
+        for (_, c) in &plan.clauses {
+            if let Some((sql, binds)) = crate::search::sql::probe(&plan.types[0], c, cap)? {
+                if self.store.count(sql, &binds).await? < cap {
+                    // One selective clause is enough to collect.
+                    return Ok(());
+                }
+            }
+        }
+        plan.scan = true;
+        Ok(())
+    }
+
     /// The SQL and query plan of a type search (for `vesta explain`).
     pub async fn explain_search(&self, res_type: &str, query: &str) -> ServiceResult<String> {
         if crate::fhir::ResourceType::parse(res_type).is_none() {
@@ -314,6 +342,7 @@ impl FhirService {
         for (_, c) in plan.clauses.iter_mut() {
             self.expand_valuesets(c).await?;
         }
+        self.choose_scan(&mut plan).await?;
         let (sql, binds, _) = plan.page_sql(&self.registry.get())?;
         let lines = self.store.explain(sql.clone(), &binds).await?;
         Ok(format!(

@@ -41,6 +41,11 @@ pub fn migrator(backend: Backend) -> Migrator {
                 "covering indexes",
                 include_str!("../../migrations/sqlite/0004_covering_indexes.sql"),
             ),
+            migration(
+                5,
+                "type rid index",
+                include_str!("../../migrations/sqlite/0005_type_rid_index.sql"),
+            ),
         ],
         Backend::Postgres => vec![
             migration(
@@ -67,6 +72,11 @@ pub fn migrator(backend: Backend) -> Migrator {
                 5,
                 "covering indexes",
                 include_str!("../../migrations/postgres/0005_covering_indexes.sql"),
+            ),
+            migration(
+                6,
+                "type rid index",
+                include_str!("../../migrations/postgres/0006_type_rid_index.sql"),
             ),
         ],
     };
