@@ -59,6 +59,20 @@ fn type_expr(sql: &mut Sql, res_type: &str, r: &str) -> String {
     }
 }
 
+/// The inner clause of a chain or `_has` selects a set of resources, so it is
+/// always collected (`IN`), never probed per row.
+fn inner_clause(
+    sql: &mut Sql,
+    res_type: &str,
+    r: &str,
+    c: &Clause,
+) -> Result<String, ServiceError> {
+    let correlated = std::mem::replace(&mut sql.correlated, false);
+    let out = clause(sql, res_type, r, c);
+    sql.correlated = correlated;
+    out
+}
+
 /// Condition on resource alias `r` for one clause of a search on `res_type`
 /// (`*` when several types are searched).
 pub fn clause(sql: &mut Sql, res_type: &str, r: &str, c: &Clause) -> Result<String, ServiceError> {
@@ -72,7 +86,7 @@ pub fn clause(sql: &mut Sql, res_type: &str, r: &str, c: &Clause) -> Result<Stri
             let t = type_expr(sql, res_type, r);
             let (p, tt) = (sql.text(&def.code), sql.text(target));
             let r2 = format!("{r}c");
-            let inner_sql = clause(sql, target, &r2, inner)?;
+            let inner_sql = inner_clause(sql, target, &r2, inner)?;
             Ok(format!(
                 "{r}.rid IN (SELECT x.rid FROM idx_reference x WHERE x.res_type = {t} AND x.param = {p} \
                  AND x.target_type = {tt} AND x.target_id IN (SELECT {r2}.res_id FROM resources {r2} \
@@ -83,7 +97,7 @@ pub fn clause(sql: &mut Sql, res_type: &str, r: &str, c: &Clause) -> Result<Stri
             let me = type_expr(sql, res_type, r);
             let (s, p) = (sql.text(source), sql.text(&def.code));
             let r2 = format!("{r}h");
-            let inner_sql = clause(sql, source, &r2, inner)?;
+            let inner_sql = inner_clause(sql, source, &r2, inner)?;
             Ok(format!(
                 "{r}.res_id IN (SELECT x.target_id FROM idx_reference x WHERE x.res_type = {s} AND x.param = {p} \
                  AND x.target_type = {me} AND x.rid IN (SELECT {r2}.rid FROM resources {r2} \
