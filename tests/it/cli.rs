@@ -95,25 +95,33 @@ async fn wait_ready(client: &reqwest::Client, root: &str) {
     panic!("server did not become ready");
 }
 
+/// Starts `vesta serve` on a free port over the given store and waits until it is ready.
+async fn start_server(
+    client: &reqwest::Client,
+    dir: &std::path::Path,
+    url: &Option<String>,
+) -> (std::process::Child, String) {
+    let port = free_port();
+    let mut cmd = vesta();
+    cmd.arg("serve")
+        .arg("--addr")
+        .arg(format!("127.0.0.1:{port}"));
+    store_args(&mut cmd, dir, url);
+    let child = cmd
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("spawn server");
+    let root = format!("http://127.0.0.1:{port}");
+    wait_ready(client, &root).await;
+    (child, root)
+}
+
 async fn acknowledged_writes_survive_kill_9(backend: Backend) {
     let dir = tempfile::tempdir().unwrap();
     let settings = settings_for(backend, dir.path()).await;
     let client = reqwest::Client::new();
-    let start = |port: u16| {
-        let mut cmd = vesta();
-        cmd.arg("serve")
-            .arg("--addr")
-            .arg(format!("127.0.0.1:{port}"));
-        store_args(&mut cmd, dir.path(), &settings.database_url);
-        cmd.stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("spawn server")
-    };
-    let port = free_port();
-    let root = format!("http://127.0.0.1:{port}");
-    let mut child = start(port);
-    wait_ready(&client, &root).await;
+    let (mut child, root) = start_server(&client, dir.path(), &settings.database_url).await;
     let mut acknowledged = Vec::new();
     for i in 0..30 {
         let r = client
@@ -130,10 +138,7 @@ async fn acknowledged_writes_survive_kill_9(backend: Backend) {
     assert_eq!(acknowledged.len(), 30);
     child.kill().unwrap(); // SIGKILL
     child.wait().unwrap();
-    let port = free_port();
-    let root = format!("http://127.0.0.1:{port}");
-    let mut child = start(port);
-    wait_ready(&client, &root).await;
+    let (mut child, root) = start_server(&client, dir.path(), &settings.database_url).await;
     for i in acknowledged {
         let r = client
             .get(format!("{root}/fhir/Patient/k{i}"))
@@ -151,21 +156,7 @@ async fn sigterm_during_writes_loses_no_acknowledged_write(backend: Backend) {
     let dir = tempfile::tempdir().unwrap();
     let settings = settings_for(backend, dir.path()).await;
     let client = reqwest::Client::new();
-    let start = |port: u16| {
-        let mut cmd = vesta();
-        cmd.arg("serve")
-            .arg("--addr")
-            .arg(format!("127.0.0.1:{port}"));
-        store_args(&mut cmd, dir.path(), &settings.database_url);
-        cmd.stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("spawn server")
-    };
-    let port = free_port();
-    let root = format!("http://127.0.0.1:{port}");
-    let mut child = start(port);
-    wait_ready(&client, &root).await;
+    let (mut child, root) = start_server(&client, dir.path(), &settings.database_url).await;
     // Eight writers keep writing until the server goes away.
     let mut writers = Vec::new();
     for w in 0..8 {
@@ -207,10 +198,7 @@ async fn sigterm_during_writes_loses_no_acknowledged_write(backend: Backend) {
         acknowledged.extend(w.await.unwrap());
     }
     assert!(!acknowledged.is_empty(), "the load ran before the signal");
-    let port = free_port();
-    let root = format!("http://127.0.0.1:{port}");
-    let mut child = start(port);
-    wait_ready(&client, &root).await;
+    let (mut child, root) = start_server(&client, dir.path(), &settings.database_url).await;
     for id in &acknowledged {
         let r = client
             .get(format!("{root}/fhir/Patient/{id}"))
