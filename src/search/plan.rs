@@ -452,6 +452,9 @@ impl SearchPlan {
                 return Ok(driven);
             }
         }
+        if let Some(sorted) = self.date_sorted_page_sql(reg)? {
+            return Ok(sorted);
+        }
         let mut sql = Sql::default();
         let keys = self.sort_keys(reg, &mut sql);
         // In a compartment the compartment condition selects few rows; in a
@@ -576,6 +579,82 @@ impl SearchPlan {
              ORDER BY q.rid {dir}"
         );
         Ok(Some((text, sql.binds, 0)))
+    }
+
+    /// A page sorted by one date parameter that a clause also filters on (so
+    /// every match has a value): walk that parameter's index in key order —
+    /// each resource at its own key row (its latest end for `-date`, its
+    /// earliest start for `date`) — test the clauses per row, and stop at the
+    /// page, instead of computing and sorting the key of every match.
+    fn date_sorted_page_sql(
+        &self,
+        reg: &Registry,
+    ) -> Result<Option<(String, Vec<Bind>, usize)>, ServiceError> {
+        let [(code, desc)] = self.sort.as_slice() else {
+            return Ok(None);
+        };
+        if self.types.len() != 1 {
+            return Ok(None);
+        }
+        let res_type = self.types[0].as_str();
+        let Some(def) = reg.get(res_type, code) else {
+            return Ok(None);
+        };
+        let filtered = self.clauses.iter().any(|(_, c)| {
+            matches!(c, Clause::Param { def: d, modifier: Modifier::None, .. } if d.code == *code && d.kind == ParamKind::Date)
+        });
+        if def.kind != ParamKind::Date || !filtered {
+            return Ok(None);
+        }
+        let (col, agg) = if *desc {
+            ("high_ms", "MAX")
+        } else {
+            ("low_ms", "MIN")
+        };
+        let backwards = self.cursor.as_ref().is_some_and(|c| c.backwards);
+        // Direction of the key in this fetch, and of the rid tie-break.
+        let key_desc = *desc != backwards;
+        let (key_dir, rid_dir) = if key_desc {
+            ("DESC", if backwards { "DESC" } else { "ASC" })
+        } else {
+            ("ASC", if backwards { "DESC" } else { "ASC" })
+        };
+        let mut sql = Sql::default();
+        let (rt, p) = (sql.text(res_type), sql.text(code));
+        sql.correlated = true;
+        let where_sql = self.where_sql(&mut sql)?;
+        sql.correlated = false;
+        let keyset = match &self.cursor {
+            None => "1 = 1".to_string(),
+            Some(c) => {
+                let [Some(k)] = c.keys.as_slice() else {
+                    return Err(ServiceError::invalid(
+                        "_cursor does not belong to this search",
+                        Some("_cursor"),
+                    ));
+                };
+                let k: i64 = k.parse().map_err(|_| {
+                    ServiceError::invalid("_cursor does not belong to this search", Some("_cursor"))
+                })?;
+                let (kb, rb) = (sql.bind(Bind::Int(k)), sql.bind(Bind::Int(c.rid)));
+                let key_op = if key_desc { "<" } else { ">" };
+                let rid_op = if backwards { "<" } else { ">" };
+                format!("(x.{col} {key_op} {kb} OR (x.{col} = {kb} AND x.rid {rid_op} {rb}))")
+            }
+        };
+        let limit = sql.bind(Bind::Int(self.count as i64 + 1));
+        let text = format!(
+            "SELECT q.rid, q.res_type, q.res_id, v.content, CAST(d.k AS TEXT) FROM \
+             (SELECT x.rid AS rid, x.{col} AS k FROM idx_date x JOIN resources r ON r.rid = x.rid \
+              WHERE x.res_type = {rt} AND x.param = {p} \
+              AND x.{col} = (SELECT {agg}(s.{col}) FROM idx_date s WHERE s.rid = x.rid AND s.param = x.param) \
+              AND {keyset} AND {where_sql} \
+              ORDER BY x.{col} {key_dir}, x.rid {rid_dir} LIMIT {limit}) d \
+             JOIN resources q ON q.rid = d.rid \
+             JOIN resource_versions v ON v.rid = q.rid AND v.version = q.version \
+             ORDER BY d.k {key_dir}, d.rid {rid_dir}"
+        );
+        Ok(Some((text, sql.binds, 1)))
     }
 
     /// Whether the default-ordered page has no driver and no compartment, so

@@ -229,6 +229,8 @@ impl FhirService {
         if plan.summary != Summary::Count {
             let (sql, binds, key_count) = plan.page_sql(&self.registry.get())?;
             let mut rows = self.store.search_rows(sql, &binds, key_count).await?;
+            // A resource with two equal key rows comes twice, side by side.
+            rows.dedup_by_key(|r| r.rid);
             let backwards = plan.cursor.as_ref().is_some_and(|c| c.backwards);
             let more = rows.len() > plan.count;
             rows.truncate(plan.count);

@@ -46,6 +46,11 @@ pub fn migrator(backend: Backend) -> Migrator {
                 "type rid index",
                 include_str!("../../migrations/sqlite/0005_type_rid_index.sql"),
             ),
+            migration(
+                6,
+                "date end index",
+                include_str!("../../migrations/sqlite/0006_date_end_index.sql"),
+            ),
         ],
         Backend::Postgres => vec![
             migration(
@@ -77,6 +82,11 @@ pub fn migrator(backend: Backend) -> Migrator {
                 6,
                 "type rid index",
                 include_str!("../../migrations/postgres/0006_type_rid_index.sql"),
+            ),
+            migration(
+                7,
+                "date end index",
+                include_str!("../../migrations/postgres/0007_date_end_index.sql"),
             ),
         ],
     };
