@@ -8,6 +8,7 @@ pub mod cli;
 pub mod config;
 pub mod fhir;
 pub mod fhirpath;
+pub mod metrics;
 pub mod rest;
 pub mod search;
 pub mod service;

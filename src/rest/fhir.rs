@@ -42,7 +42,9 @@ pub async fn handle(
     headers: HeaderMap,
     body: Body,
 ) -> Response {
+    let started = std::time::Instant::now();
     let p = presentation(&uri, &headers);
+    let mut label = String::from("invalid");
     let service = &state.service;
     let request_id = headers
         .get("x-request-id")
@@ -76,15 +78,21 @@ pub async fn handle(
                 | Interaction::ConditionalUpdate { .. }
                 | Interaction::ConditionalPatch { .. }
         );
-        let label = interaction.label();
+        label = interaction.label();
         tracing::Span::current().record("interaction", label.as_str());
         let ctx = Ctx { request_id };
         let outcome = service.execute(&ctx, interaction).await?;
         Ok::<_, ServiceError>((outcome, is_write))
     }
     .await;
-    match result {
+    let response = match result {
         Ok((o, is_write)) => render::outcome(o, service.base_url(), p, is_write),
         Err(e) => render::error(&e, p),
-    }
+    };
+    crate::metrics::record_request(
+        &label,
+        response.status().as_u16(),
+        started.elapsed().as_secs_f64(),
+    );
+    response
 }

@@ -6,6 +6,7 @@
 mod body;
 mod fhir;
 mod health;
+mod metrics;
 mod render;
 
 use std::sync::Arc;
@@ -28,6 +29,7 @@ pub fn router(state: Arc<AppState>) -> Router {
         .route("/fhir/{*path}", any(fhir::handle))
         .route("/health/live", get(health::live))
         .route("/health/ready", get(health::ready))
+        .route("/metrics", get(metrics::metrics))
         .fallback(render::unknown_route)
         .method_not_allowed_fallback(render::method_not_allowed)
         .with_state(state)

@@ -117,6 +117,17 @@ impl Store {
         with_db!(&self.db, pool => sqlx::query("SELECT 1").execute(pool).await.is_ok())
     }
 
+    /// `(pool name, connections open, idle)` for each pool, for metrics.
+    pub fn pool_stats(&self) -> Vec<(&'static str, u32, usize)> {
+        match &self.db {
+            Db::Sqlite { read, write } => vec![
+                ("sqlite_read", read.size(), read.num_idle()),
+                ("sqlite_write", write.size(), write.num_idle()),
+            ],
+            Db::Postgres(pool) => vec![("postgres", pool.size(), pool.num_idle())],
+        }
+    }
+
     /// Refreshes the query planner's statistics (after a bulk load).
     pub async fn optimize(&self) -> StoreResult<()> {
         match &self.db {

@@ -198,3 +198,47 @@ async fn basic_search_and_paging(backend: Backend) {
     assert_eq!(strict.status, 400);
 }
 both_backends!(basic_search_and_paging);
+
+async fn metrics_count_requests(backend: Backend) {
+    let app = spawn(backend).await;
+    let root = app.base.trim_end_matches("/fhir").to_string();
+    // A request with a resource type nobody else in the suite reads.
+    app.get("ImmunizationRecommendation/metrics-probe").await;
+    let text = app
+        .send(app.client.get(format!("{root}/metrics")))
+        .await
+        .text;
+    // Prometheus text: HELP/TYPE lines and `name{labels} value` samples.
+    assert!(
+        text.contains("# TYPE vesta_fhir_requests_total counter"),
+        "{text}"
+    );
+    let sample = text
+        .lines()
+        .find(|l| {
+            l.starts_with("vesta_fhir_requests_total{")
+                && l.contains("resource_type=\"ImmunizationRecommendation\"")
+        })
+        .unwrap_or_else(|| panic!("no sample for the request: {text}"));
+    assert!(
+        sample.contains("interaction=\"read\"") && sample.contains("status=\"404\""),
+        "{sample}"
+    );
+    let value: f64 = sample.rsplit(' ').next().unwrap().parse().unwrap();
+    assert!(value >= 1.0);
+    for line in text
+        .lines()
+        .filter(|l| !l.starts_with('#') && !l.is_empty())
+    {
+        let (_, v) = line
+            .rsplit_once(' ')
+            .unwrap_or_else(|| panic!("malformed sample line: {line}"));
+        assert!(v.parse::<f64>().is_ok(), "malformed value in: {line}");
+        assert!(
+            !line.contains("metrics-probe"),
+            "ids never appear in labels: {line}"
+        );
+    }
+    assert!(text.contains("vesta_db_pool_connections"), "{text}");
+}
+both_backends!(metrics_count_requests);
