@@ -271,14 +271,11 @@ mod tests {
 
     #[test]
     fn xml_round_trip_keeps_decimals() {
-        let v = json!({"resourceType": "Observation", "status": "final", "code": {"text": "t"},
-            "valueQuantity": {"value": 98.60, "unit": "F"}});
         let text = r#"{"resourceType":"Observation","status":"final","code":{"text":"t"},"valueQuantity":{"value":98.60,"unit":"F"}}"#;
         let xml = json_to_xml(text).unwrap();
         assert!(xml.contains("98.60"), "{xml}");
         let back = xml_to_json(xml.as_bytes()).unwrap();
         let original: Value = serde_json::from_str(text).unwrap();
         assert_eq!(back, original);
-        let _ = v;
     }
 }

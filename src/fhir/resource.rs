@@ -5,6 +5,7 @@ use std::collections::HashMap;
 use serde_json::{Map, Value};
 
 use crate::fhir::instant::{format_instant, Millis};
+use crate::fhir::ResourceType;
 
 /// Sets `id`, `meta.versionId` and `meta.lastUpdated`, keeping other meta.
 pub fn stamp(resource: &mut Map<String, Value>, id: &str, version: i64, last_updated: Millis) {
@@ -66,6 +67,33 @@ pub fn rewrite_references(value: &mut Value, map: &HashMap<String, String>) {
         Value::Array(items) => items.iter_mut().for_each(|i| rewrite_references(i, map)),
         _ => {}
     }
+}
+
+/// The conditional references (`Type?search`) inside a resource.
+pub fn conditional_references(v: &Value) -> Vec<String> {
+    let mut out = Vec::new();
+    fn walk(v: &Value, out: &mut Vec<String>) {
+        match v {
+            Value::Object(map) => {
+                for (k, child) in map {
+                    match (k.as_str(), child) {
+                        ("reference", Value::String(r)) => {
+                            if let Some((t, _)) = r.split_once('?') {
+                                if ResourceType::parse(t).is_some() {
+                                    out.push(r.clone());
+                                }
+                            }
+                        }
+                        _ => walk(child, out),
+                    }
+                }
+            }
+            Value::Array(items) => items.iter().for_each(|i| walk(i, out)),
+            _ => {}
+        }
+    }
+    walk(v, &mut out);
+    out
 }
 
 #[cfg(test)]

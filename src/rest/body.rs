@@ -40,12 +40,8 @@ pub fn decode(
     }
     if method == "PATCH" {
         if mime != "application/json-patch+json" {
-            return Err(ServiceError::new(
-                415,
-                crate::fhir::outcome::Issue::error(
-                    "not-supported",
-                    "PATCH needs Content-Type application/json-patch+json",
-                ),
+            return Err(ServiceError::unsupported_media_type(
+                "PATCH needs Content-Type application/json-patch+json",
             ));
         }
         return parse_json(bytes).map(Some);
@@ -62,12 +58,8 @@ pub fn decode(
                 Some(&e.path),
             )
         }),
-        None => Err(ServiceError::new(
-            415,
-            crate::fhir::outcome::Issue::error(
-                "not-supported",
-                "Content-Type must be application/fhir+json or application/fhir+xml",
-            ),
+        None => Err(ServiceError::unsupported_media_type(
+            "Content-Type must be application/fhir+json or application/fhir+xml",
         )),
     }
 }

@@ -12,7 +12,7 @@ use super::interaction::{parse, Interaction, Preference, RawRequest};
 use super::{Body, Ctx, FhirService, Outcome, ServiceError, ServiceResult, StoredResource};
 use crate::fhir::bundle::{entry_response, finish, new_bundle};
 use crate::fhir::outcome::Issue;
-use crate::fhir::resource::rewrite_references;
+use crate::fhir::resource::{conditional_references, rewrite_references};
 use crate::fhir::validate::{check_resource, IdRule};
 use crate::search::index::extract;
 use crate::store::IndexRows;
@@ -40,33 +40,6 @@ fn entry_error(index: usize, mut e: ServiceError) -> ServiceError {
 /// The index rows extracted for entry `index` during validation.
 fn take_index(indexes: &mut HashMap<usize, IndexRows>, index: usize) -> IndexRows {
     indexes.remove(&index).unwrap_or_default()
-}
-
-/// The conditional references (`Type?search`) inside a resource.
-fn conditional_references(v: &Value) -> Vec<String> {
-    let mut out = Vec::new();
-    fn walk(v: &Value, out: &mut Vec<String>) {
-        match v {
-            Value::Object(map) => {
-                for (k, child) in map {
-                    match (k.as_str(), child) {
-                        ("reference", Value::String(r)) => {
-                            if let Some((t, _)) = r.split_once('?') {
-                                if crate::fhir::ResourceType::parse(t).is_some() {
-                                    out.push(r.clone());
-                                }
-                            }
-                        }
-                        _ => walk(child, out),
-                    }
-                }
-            }
-            Value::Array(items) => items.iter().for_each(|i| walk(i, out)),
-            _ => {}
-        }
-    }
-    walk(v, &mut out);
-    out
 }
 
 /// Orders entries as the transaction rules require.

@@ -54,6 +54,10 @@ impl ServiceError {
         Self::new(413, Issue::error("too-costly", message))
     }
 
+    pub fn unsupported_media_type(message: impl Into<String>) -> Self {
+        Self::new(415, Issue::error("not-supported", message))
+    }
+
     pub fn method_not_allowed(message: impl Into<String>) -> Self {
         Self::new(405, Issue::error("not-supported", message))
     }

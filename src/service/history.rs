@@ -89,7 +89,7 @@ impl FhirService {
         let has_more = rows.len() > count;
         let mut query = vec![format!("_count={count}")];
         if let Some(s) = &since_text {
-            query.push(format!("_since={}", urlencode(s)));
+            query.push(format!("_since={}", super::interaction::urlencode(s)));
         }
         let base_link = format!("{}/{path}?{}", self.base_url, query.join("&"));
         let mut links = vec![(
@@ -133,9 +133,4 @@ impl FhirService {
         let bundle = new_bundle("history", &links);
         Ok(Outcome::generated(200, finish(bundle, entries, None)))
     }
-}
-
-/// Percent-encodes a query value for a link.
-pub(super) fn urlencode(s: &str) -> String {
-    url::form_urlencoded::byte_serialize(s.as_bytes()).collect()
 }

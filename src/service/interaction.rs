@@ -205,6 +205,11 @@ fn id_segment(id: &str) -> ServiceResult<String> {
     }
 }
 
+/// Percent-encodes a query value for a link (the inverse of [`query_pairs`]).
+pub fn urlencode(s: &str) -> String {
+    url::form_urlencoded::byte_serialize(s.as_bytes()).collect()
+}
+
 /// Decodes a query string into name/value pairs (`+` and `%xx` decoded).
 pub fn query_pairs(query: &str) -> Vec<(String, String)> {
     url::form_urlencoded::parse(query.as_bytes())

@@ -5,6 +5,7 @@ use std::collections::HashSet;
 
 use serde_json::{json, Value};
 
+use super::interaction::urlencode;
 use super::{FhirService, Outcome, ServiceError, ServiceResult};
 use crate::fhir::bundle::{finish, new_bundle};
 use crate::fhir::outcome::{operation_outcome, Issue, Severity};
@@ -36,10 +37,6 @@ pub enum SearchTarget {
     },
     /// `GET /Patient/123/$everything` or `/Patient/$everything` (owner `None`).
     Everything { patient: Option<String> },
-}
-
-fn urlencode(s: &str) -> String {
-    url::form_urlencoded::byte_serialize(s.as_bytes()).collect()
 }
 
 impl FhirService {
