@@ -17,6 +17,8 @@ pub const DEFAULT_DATA_DIR: &str = "vesta-data";
 pub const DEFAULT_MAX_CONNECTIONS: u32 = 8;
 /// Default wait for a pooled connection.
 pub const DEFAULT_ACQUIRE_TIMEOUT_MS: u64 = 5_000;
+/// Default folder of roles, users and static clients.
+pub const DEFAULT_SMART_CONFIG_DIR: &str = "smart-config";
 /// Default time in-flight requests get to finish after a shutdown signal.
 pub const DEFAULT_SHUTDOWN_GRACE_MS: u64 = 10_000;
 
@@ -35,6 +37,14 @@ pub struct Settings {
     /// SQLite: fsync the WAL on every commit (power-loss durability).
     pub sqlite_sync_full: bool,
     pub shutdown_grace_ms: u64,
+    /// `smart-config/`: roles, users, static clients.
+    pub smart_config_dir: PathBuf,
+    /// Access-token lifetime, in seconds.
+    pub access_token_ttl_s: i64,
+    /// Refresh-token lifetime (offline access), in seconds.
+    pub refresh_token_ttl_s: i64,
+    /// No authorization at all: every request is allowed. Local experiments only.
+    pub insecure_open: bool,
 }
 
 impl Default for Settings {
@@ -51,6 +61,10 @@ impl Default for Settings {
             acquire_timeout_ms: DEFAULT_ACQUIRE_TIMEOUT_MS,
             sqlite_sync_full: true,
             shutdown_grace_ms: DEFAULT_SHUTDOWN_GRACE_MS,
+            smart_config_dir: PathBuf::from(DEFAULT_SMART_CONFIG_DIR),
+            access_token_ttl_s: crate::auth::DEFAULT_ACCESS_TOKEN_TTL_S,
+            refresh_token_ttl_s: crate::auth::DEFAULT_REFRESH_TOKEN_TTL_S,
+            insecure_open: false,
         }
     }
 }
@@ -71,6 +85,10 @@ pub struct FileSettings {
     pub acquire_timeout_ms: Option<u64>,
     pub sqlite_sync_full: Option<bool>,
     pub shutdown_grace_ms: Option<u64>,
+    pub smart_config_dir: Option<PathBuf>,
+    pub access_token_ttl_s: Option<i64>,
+    pub refresh_token_ttl_s: Option<i64>,
+    pub insecure_open: Option<bool>,
 }
 
 /// A setting that stops start-up, naming the key at fault.
@@ -135,6 +153,18 @@ impl FileSettings {
         if let Some(v) = self.shutdown_grace_ms {
             s.shutdown_grace_ms = v;
         }
+        if let Some(v) = self.smart_config_dir {
+            s.smart_config_dir = v;
+        }
+        if let Some(v) = self.access_token_ttl_s {
+            s.access_token_ttl_s = v;
+        }
+        if let Some(v) = self.refresh_token_ttl_s {
+            s.refresh_token_ttl_s = v;
+        }
+        if let Some(v) = self.insecure_open {
+            s.insecure_open = v;
+        }
         Ok(())
     }
 }
@@ -171,10 +201,30 @@ impl Settings {
                 ));
             }
         }
+        if !(60..=86_400).contains(&self.access_token_ttl_s) {
+            return Err(bad("access_token_ttl_s", "must be between 60 and 86400"));
+        }
+        if !(3600..=365 * 86_400).contains(&self.refresh_token_ttl_s) {
+            return Err(bad(
+                "refresh_token_ttl_s",
+                "must be between 3600 and 31536000",
+            ));
+        }
         if let Some(base) = &self.public_base_url {
             url::Url::parse(base).map_err(|_| bad("public_base_url", "must be an absolute URL"))?;
         }
         Ok(())
+    }
+
+    /// The authorization server's settings.
+    pub fn auth_settings(&self) -> crate::auth::AuthSettings {
+        crate::auth::AuthSettings {
+            config_dir: self.smart_config_dir.clone(),
+            key_dir: self.data_dir.clone(),
+            access_token_ttl_s: self.access_token_ttl_s,
+            refresh_token_ttl_s: self.refresh_token_ttl_s,
+            insecure_open: self.insecure_open,
+        }
     }
 
     /// The options for opening the store.

@@ -4,11 +4,13 @@
 //! the `service` layer, which validates, enforces limits and versioning, and
 //! uses the `store` (SQLite or PostgreSQL). See `docs/ARCHITECTURE.md`.
 
+pub mod auth;
 pub mod cli;
 pub mod config;
 pub mod fhir;
 pub mod fhirpath;
 pub mod metrics;
+pub mod policy;
 pub mod rest;
 pub mod search;
 pub mod service;

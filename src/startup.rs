@@ -14,6 +14,8 @@ use tower_http::request_id::{MakeRequestUuid, PropagateRequestIdLayer, SetReques
 use tower_http::trace::{DefaultOnResponse, TraceLayer};
 use tracing::Level;
 
+use crate::auth::smart_config::SmartConfig;
+use crate::auth::AuthServer;
 use crate::config::Settings;
 use crate::rest::{self, AppState};
 use crate::service::FhirService;
@@ -39,6 +41,32 @@ pub async fn open_service(settings: &Settings, base_url: String) -> anyhow::Resu
         .await
         .map_err(|e| anyhow::anyhow!("loading stored SearchParameters: {}", e.outcome()))?;
     Ok(service)
+}
+
+/// The server's origin (scheme, host, port) for a FHIR base URL: the issuer.
+pub fn origin_of(base_url: &str) -> anyhow::Result<String> {
+    let u = url::Url::parse(base_url)?;
+    Ok(u.origin().ascii_serialization())
+}
+
+/// Builds the authorization server: smart-config/, signing keys (created at
+/// first start), and the service for the patient picker.
+pub fn open_auth(
+    settings: &Settings,
+    base_url: &str,
+    service: FhirService,
+) -> anyhow::Result<AuthServer> {
+    let config = SmartConfig::load(&settings.smart_config_dir)?;
+    if settings.insecure_open {
+        tracing::warn!("AUTHORIZATION IS OFF (--insecure-open): every request is allowed; never use this with real data");
+    }
+    AuthServer::new(
+        origin_of(base_url)?,
+        base_url.to_string(),
+        settings.auth_settings(),
+        config,
+        service,
+    )
 }
 
 fn request_span(req: &Request<axum::body::Body>) -> tracing::Span {
@@ -94,9 +122,11 @@ impl Application {
             .public_base_url
             .clone()
             .unwrap_or_else(|| format!("http://{addr}/fhir"));
-        let service = open_service(settings, base_url.clone()).await?;
+        let mut service = open_service(settings, base_url.clone()).await?;
         let store = service.store().clone();
-        let router = with_middleware(rest::router(Arc::new(AppState { service })));
+        let auth = Arc::new(open_auth(settings, &base_url, service.clone())?);
+        service.set_security(crate::fhir::capability::smart_security(&auth.issuer));
+        let router = with_middleware(rest::router(Arc::new(AppState { service, auth })));
         Ok(Application {
             listener,
             router,

@@ -170,8 +170,10 @@ async fn import_document(
             .map_err(|e| anyhow::anyhow!("{}: {:?}", path.display(), e.issues))?
         {
             BundleImport::Interaction(bundle) => {
+                // The operator's own command: local, unrestricted access.
                 let ctx = Ctx {
                     request_id: format!("import-{}", uuid::Uuid::new_v4()),
+                    ..Ctx::internal()
                 };
                 let outcome = service
                     .execute(

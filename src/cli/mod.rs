@@ -26,6 +26,73 @@ pub enum Command {
     Explain(ExplainArgs),
     /// Put stored SearchParameter resources in force and rebuild every index row.
     Reindex(ReindexArgs),
+    /// Mint an access token from the local signing keys (for operators and scripts).
+    Token(TokenArgs),
+    /// Manage sign-in users in smart-config/users.toml.
+    #[command(subcommand)]
+    User(UserCommand),
+    /// Manage the token signing keys in the data folder.
+    #[command(subcommand)]
+    Keys(KeysCommand),
+}
+
+#[derive(Debug, Args)]
+pub struct TokenArgs {
+    /// The client id the token is for.
+    #[arg(long)]
+    pub client: String,
+    /// Space-separated SMART scopes, e.g. "system/*.rs" or "patient/*.rs".
+    #[arg(long)]
+    pub scopes: String,
+    /// Launch patient (for patient/ scopes).
+    #[arg(long)]
+    pub patient: Option<String>,
+    /// A user from smart-config/users.toml; their role limits the scopes.
+    #[arg(long)]
+    pub user: Option<String>,
+    /// An extra audience (RFC 8707), e.g. http://127.0.0.1:8080/mcp.
+    #[arg(long)]
+    pub resource: Vec<String>,
+    /// Lifetime in seconds.
+    #[arg(long, default_value_t = 3600)]
+    pub ttl: i64,
+    /// FHIR base URL the token is for [default: http://<addr>/fhir]
+    #[arg(long, env = "VESTA_PUBLIC_BASE_URL")]
+    pub public_base_url: Option<String>,
+    /// Address the server listens on (for the default base URL).
+    #[arg(long, env = "VESTA_ADDR")]
+    pub addr: Option<String>,
+    /// Folder of roles, users and clients [default: smart-config]
+    #[arg(long, env = "VESTA_SMART_CONFIG_DIR")]
+    pub smart_config: Option<PathBuf>,
+    #[command(flatten)]
+    pub store: StoreArgs,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum UserCommand {
+    /// Add or replace a user; the password is read from VESTA_USER_PASSWORD or standard input.
+    Add {
+        username: String,
+        /// One of the roles in smart-config/roles.toml (admin, clinician, nurse, …).
+        #[arg(long)]
+        role: String,
+        /// The user's FHIR resource, e.g. Practitioner/123 or Patient/456.
+        #[arg(long)]
+        fhir_user: Option<String>,
+        /// Folder of roles, users and clients [default: smart-config]
+        #[arg(long, env = "VESTA_SMART_CONFIG_DIR")]
+        smart_config: Option<PathBuf>,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum KeysCommand {
+    /// Create a new signing key; the previous one stays published until the next rotation.
+    Rotate {
+        #[command(flatten)]
+        store: StoreArgs,
+    },
 }
 
 /// Where the data lives; shared by every subcommand that opens the store.
@@ -53,6 +120,13 @@ pub struct ServeArgs {
     /// Log as JSON lines (for log collectors) instead of human-readable text.
     #[arg(long, env = "VESTA_LOG_JSON")]
     pub log_json: bool,
+    /// Folder of roles, users and static clients [default: smart-config]
+    #[arg(long, env = "VESTA_SMART_CONFIG_DIR")]
+    pub smart_config: Option<PathBuf>,
+    /// Turn authorization OFF: every request is allowed without a token.
+    /// For local experiments with test data only; logged loudly at start.
+    #[arg(long, env = "VESTA_INSECURE_OPEN")]
+    pub insecure_open: bool,
     #[command(flatten)]
     pub store: StoreArgs,
 }
@@ -120,11 +194,15 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
     match cli.command {
         Command::Serve(args) => {
             crate::telemetry::init(args.log_json);
-            let s = settings(
+            let mut s = settings(
                 &args.store,
                 args.addr.as_deref(),
                 args.public_base_url.as_deref(),
             )?;
+            if let Some(d) = args.smart_config {
+                s.smart_config_dir = d;
+            }
+            s.insecure_open |= args.insecure_open;
             let app = Application::build(&s).await?;
             tracing::info!(
                 addr = %app.addr(),
@@ -169,6 +247,86 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
             println!(
                 "reindexed {done} resources with {custom} stored SearchParameter(s) in force in {:.2} s",
                 started.elapsed().as_secs_f64()
+            );
+            Ok(())
+        }
+        Command::Token(args) => {
+            let mut s = settings(
+                &args.store,
+                args.addr.as_deref(),
+                args.public_base_url.as_deref(),
+            )?;
+            if let Some(d) = args.smart_config {
+                s.smart_config_dir = d;
+            }
+            let base = s
+                .public_base_url
+                .clone()
+                .unwrap_or_else(|| format!("http://{}/fhir", s.addr));
+            let config = crate::auth::smart_config::SmartConfig::load(&s.smart_config_dir)?;
+            let token = crate::auth::mint::mint(
+                &s.data_dir,
+                &config,
+                &base,
+                &crate::auth::mint::MintRequest {
+                    client_id: args.client,
+                    scopes: args.scopes,
+                    patient: args.patient,
+                    user: args.user,
+                    resources: args.resource,
+                    ttl_s: args.ttl,
+                },
+            )?;
+            println!("{token}");
+            Ok(())
+        }
+        Command::User(UserCommand::Add {
+            username,
+            role,
+            fhir_user,
+            smart_config,
+        }) => {
+            let dir = smart_config
+                .unwrap_or_else(|| PathBuf::from(crate::config::DEFAULT_SMART_CONFIG_DIR));
+            let config = crate::auth::smart_config::SmartConfig::load(&dir)?;
+            if !config.roles.contains_key(&role) {
+                anyhow::bail!(
+                    "role '{role}' is not in {}/roles.toml (known: {})",
+                    dir.display(),
+                    config.roles.keys().cloned().collect::<Vec<_>>().join(", ")
+                );
+            }
+            let password = match std::env::var("VESTA_USER_PASSWORD") {
+                Ok(p) => p,
+                Err(_) => {
+                    let mut line = String::new();
+                    std::io::stdin().read_line(&mut line)?;
+                    line.trim_end_matches(['\r', '\n']).to_string()
+                }
+            };
+            if password.len() < 8 {
+                anyhow::bail!("the password must be at least 8 characters");
+            }
+            let hash = crate::auth::smart_config::hash_password(&password)
+                .map_err(|e| anyhow::anyhow!(e))?;
+            let path = crate::auth::smart_config::add_user(
+                &dir,
+                crate::auth::smart_config::User {
+                    username: username.clone(),
+                    password_hash: hash,
+                    role,
+                    fhir_user,
+                },
+            )?;
+            println!("user '{username}' saved in {}", path.display());
+            Ok(())
+        }
+        Command::Keys(KeysCommand::Rotate { store }) => {
+            let s = settings(&store, None, None)?;
+            let kid = crate::auth::keys::KeyRing::rotate(&s.data_dir)?;
+            println!(
+                "new signing key {kid} in {}; the previous key stays published",
+                s.data_dir.display()
             );
             Ok(())
         }

@@ -71,3 +71,28 @@ pub fn capability_statement(base_url: &str, started_ms: Millis, reg: &Registry) 
         }],
     })
 }
+
+/// `rest.security` for a SMART server whose authorization server is at `issuer`.
+pub fn smart_security(issuer: &str) -> Value {
+    serde_json::json!({
+        "cors": true,
+        "service": [{
+            "coding": [{
+                "system": "http://terminology.hl7.org/CodeSystem/restful-security-service",
+                "code": "SMART-on-FHIR"
+            }],
+            "text": "OAuth2 using SMART-on-FHIR profile (see http://docs.smarthealthit.org)"
+        }],
+        "extension": [{
+            "url": "http://fhir-registry.smarthealthit.org/StructureDefinition/oauth-uris",
+            "extension": [
+                {"url": "authorize", "valueUri": format!("{issuer}/auth/authorize")},
+                {"url": "token", "valueUri": format!("{issuer}/auth/token")},
+                {"url": "introspect", "valueUri": format!("{issuer}/auth/introspect")},
+                {"url": "revoke", "valueUri": format!("{issuer}/auth/revoke")},
+                {"url": "register", "valueUri": format!("{issuer}/auth/register")},
+                {"url": "manage", "valueUri": format!("{issuer}/auth/launch")}
+            ]
+        }]
+    })
+}

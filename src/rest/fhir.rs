@@ -12,7 +12,9 @@ use axum::response::Response;
 use super::body::{decode, read_limited};
 use super::render::{self, Presentation};
 use super::AppState;
+use crate::auth::BearerError;
 use crate::fhir::media::Format;
+use crate::policy::Principal;
 use crate::service::interaction::{parse, query_pairs, RawRequest};
 use crate::service::{Ctx, Interaction, Preference, ServiceError};
 
@@ -35,6 +37,44 @@ fn presentation(uri: &Uri, headers: &HeaderMap) -> Presentation {
     }
 }
 
+/// The principal for a request: the bearer token's, or anonymous for the
+/// CapabilityStatement (which SMART clients read before they have a token).
+async fn authenticate(
+    state: &AppState,
+    headers: &HeaderMap,
+    interaction: &Interaction,
+) -> Result<Principal, ServiceError> {
+    let authz = header_str(headers, header::AUTHORIZATION);
+    match state.auth.principal(authz, &state.auth.fhir_base).await {
+        Ok(p) => Ok(p),
+        Err(BearerError::Missing) if matches!(interaction, Interaction::Capabilities) => {
+            Ok(Principal::anonymous())
+        }
+        Err(e) => Err(unauthorized(e)),
+    }
+}
+
+/// The `WWW-Authenticate` challenge for a 401 (RFC 6750 §3: no error code
+/// when no token was sent).
+fn www_authenticate(e: &ServiceError) -> &'static str {
+    if e.issues.iter().any(|i| i.diagnostics.starts_with(MISSING)) {
+        "Bearer realm=\"vesta\""
+    } else {
+        "Bearer realm=\"vesta\", error=\"invalid_token\""
+    }
+}
+
+const MISSING: &str = "an access token is required";
+
+/// 401 with the reason.
+fn unauthorized(e: BearerError) -> ServiceError {
+    let message = match e {
+        BearerError::Missing => format!("{MISSING} (Authorization: Bearer …)"),
+        BearerError::Invalid(why) => why,
+    };
+    ServiceError::new(401, crate::fhir::outcome::Issue::error("login", message))
+}
+
 pub async fn handle(
     State(state): State<Arc<AppState>>,
     method: Method,
@@ -45,6 +85,7 @@ pub async fn handle(
     let started = std::time::Instant::now();
     let p = presentation(&uri, &headers);
     let mut label = String::from("invalid");
+    let mut challenge: Option<&'static str> = None;
     let service = &state.service;
     let request_id = headers
         .get("x-request-id")
@@ -80,14 +121,31 @@ pub async fn handle(
         );
         label = interaction.label();
         tracing::Span::current().record("interaction", label.as_str());
-        let ctx = Ctx { request_id };
+        let principal = authenticate(&state, &headers, &interaction)
+            .await
+            .inspect_err(|e| challenge = Some(www_authenticate(e)))?;
+        let ctx = Ctx::new(request_id, Arc::new(principal));
         let outcome = service.execute(&ctx, interaction).await?;
         Ok::<_, ServiceError>((outcome, is_write))
     }
     .await;
     let response = match result {
         Ok((o, is_write)) => render::outcome(o, service.base_url(), p, is_write),
-        Err(e) => render::error(&e, p),
+        Err(e) => {
+            let mut r = render::error(&e, p);
+            let value = match (challenge, e.status) {
+                (Some(c), _) => Some(c),
+                (None, 403) => Some("Bearer realm=\"vesta\", error=\"insufficient_scope\""),
+                _ => None,
+            };
+            if let Some(v) = value {
+                r.headers_mut().insert(
+                    header::WWW_AUTHENTICATE,
+                    axum::http::HeaderValue::from_static(v),
+                );
+            }
+            r
+        }
     };
     crate::metrics::record_request(
         &label,

@@ -14,15 +14,18 @@ use std::sync::Arc;
 use axum::routing::{any, get};
 use axum::Router;
 
+use crate::auth::AuthServer;
 use crate::service::FhirService;
 
 /// Shared state of the HTTP app.
 pub struct AppState {
     pub service: FhirService,
+    pub auth: Arc<AuthServer>,
 }
 
 /// The router: FHIR under `/fhir`, health probes, and an OperationOutcome for anything else.
 pub fn router(state: Arc<AppState>) -> Router {
+    let auth = crate::auth::routes(state.auth.clone());
     Router::new()
         .route("/fhir", any(fhir::handle))
         .route("/fhir/", any(fhir::handle))
@@ -33,4 +36,5 @@ pub fn router(state: Arc<AppState>) -> Router {
         .fallback(render::unknown_route)
         .method_not_allowed_fallback(render::method_not_allowed)
         .with_state(state)
+        .merge(auth)
 }

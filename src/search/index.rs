@@ -96,12 +96,26 @@ fn node_json<'a>(n: &Node<'a>) -> Option<(std::borrow::Cow<'a, Value>, Option<&'
 
 /// The index rows for `resource` under the parameters of `reg`.
 pub fn extract(reg: &Registry, resource: &Value) -> IndexRows {
+    let mut rows = extract_where(reg, resource, |_| true);
+    fulltext(resource, &mut rows);
+    rows
+}
+
+/// The index rows of only the named parameters (access checks use this).
+pub fn extract_params(reg: &Registry, resource: &Value, codes: &[String]) -> IndexRows {
+    extract_where(reg, resource, |code| codes.iter().any(|c| c == code))
+}
+
+fn extract_where(reg: &Registry, resource: &Value, wanted: impl Fn(&str) -> bool) -> IndexRows {
     let mut rows = IndexRows::default();
     let Some(rtype) = resource.get("resourceType").and_then(Value::as_str) else {
         return rows;
     };
     let extractors = reg.extractors.get_or_init(|| build_extractors(reg));
     for ex in extractors.get(rtype).into_iter().flatten() {
+        if !wanted(&ex.def.code) {
+            continue;
+        }
         let Ok(nodes) = fhirpath::evaluate(&ex.expr, resource) else {
             continue;
         };
@@ -117,7 +131,6 @@ pub fn extract(reg: &Registry, resource: &Value) -> IndexRows {
             }
         }
     }
-    fulltext(resource, &mut rows);
     rows
 }
 

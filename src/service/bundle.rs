@@ -7,6 +7,7 @@ use std::collections::{HashMap, HashSet};
 use base64::Engine;
 use serde_json::{json, Value};
 
+use super::access::WriteGuard;
 use super::crud::{delete_in_tx, invalid, new_id, patch_in_tx, write_in_tx, Effect, WriteKind};
 use super::interaction::{parse, Interaction, Preference, RawRequest};
 use super::{Body, Ctx, FhirService, Outcome, ServiceError, ServiceResult, StoredResource};
@@ -223,7 +224,7 @@ impl FhirService {
         for (full_url, entry) in entries {
             let index = entry.index;
             match self
-                .resolve_conditional(entry.interaction)
+                .resolve_conditional(ctx, entry.interaction)
                 .await
                 .map_err(|e| entry_error(index, e))?
             {
@@ -245,7 +246,7 @@ impl FhirService {
                 for r in conditional_references(resource) {
                     if let std::collections::hash_map::Entry::Vacant(slot) = refs.entry(r) {
                         let target = self
-                            .resolve_reference(slot.key())
+                            .resolve_reference(ctx, slot.key())
                             .await
                             .map_err(|e| entry_error(entry.index, e))?;
                         slot.insert(target);
@@ -321,6 +322,7 @@ impl FhirService {
         // 3. Writes in the spec's order, in one database transaction.
         entries.sort_by_key(|(_, e)| phase(&e.interaction));
         let mut reads = Vec::new();
+        let guard = WriteGuard::new(&reg, ctx);
         let mut tx = self.store.begin().await?;
         for (_, entry) in entries {
             let index = entry.index;
@@ -339,6 +341,7 @@ impl FhirService {
                         resource,
                         WriteKind::Create,
                         &take_index(&mut indexes, index),
+                        &guard,
                     )
                     .await
                     .map_err(|e| entry_error(index, e))?;
@@ -357,6 +360,7 @@ impl FhirService {
                         resource,
                         WriteKind::Update { if_match },
                         &take_index(&mut indexes, index),
+                        &guard,
                     )
                     .await
                     .map_err(|e| entry_error(index, e))?;
@@ -368,13 +372,14 @@ impl FhirService {
                     patch,
                     if_match,
                 } => {
-                    let stored = patch_in_tx(&reg, &mut tx, res_type, &id, &patch, if_match)
-                        .await
-                        .map_err(|e| entry_error(index, e))?;
+                    let stored =
+                        patch_in_tx(&reg, &mut tx, res_type, &id, &patch, if_match, &guard)
+                            .await
+                            .map_err(|e| entry_error(index, e))?;
                     Outcome::stored(200, stored)
                 }
                 Interaction::Delete { res_type, id } => {
-                    let facts = delete_in_tx(&mut tx, res_type, &id)
+                    let facts = delete_in_tx(&mut tx, res_type, &id, &guard)
                         .await
                         .map_err(|e| entry_error(index, e))?;
                     // Deleting what does not exist is not an error (delete is idempotent).

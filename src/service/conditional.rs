@@ -3,9 +3,12 @@
 
 use serde_json::Value;
 
+use super::access::{check_reverse_chains, patient_compartment, require, search_restriction};
 use super::interaction::{query_pairs, Interaction};
 use super::{Body, Ctx, FhirService, Outcome, ServiceError, ServiceResult};
 use crate::fhir::ResourceType;
+use crate::policy::scope::Perms;
+use crate::policy::Principal;
 use crate::search::plan::SearchPlan;
 
 /// What a conditional search found.
@@ -22,10 +25,11 @@ impl FhirService {
     /// refused: a condition that is silently ignored would match everything.
     pub(super) async fn conditional_matches(
         &self,
+        principal: &Principal,
         res_type: &str,
         query: &str,
     ) -> ServiceResult<Matches> {
-        let params: Vec<(String, String)> = query_pairs(query)
+        let mut params: Vec<(String, String)> = query_pairs(query)
             .into_iter()
             .filter(|(k, _)| !matches!(k.as_str(), "_format" | "_pretty"))
             .collect();
@@ -34,6 +38,13 @@ impl FhirService {
                 "a conditional interaction needs search parameters",
                 None,
             ));
+        }
+        // The condition sees only what the principal may search: a match
+        // outside its reach must not decide (or reveal) anything.
+        check_reverse_chains(principal, &params)?;
+        let restriction = search_restriction(&require(principal, Perms::S, res_type)?, res_type)?;
+        if let Some(r) = &restriction {
+            params.extend(r.filter.iter().cloned());
         }
         let mut plan = SearchPlan::parse(
             &self.registry.get(),
@@ -54,6 +65,9 @@ impl FhirService {
         for (_, c) in plan.clauses.iter_mut() {
             Box::pin(self.expand_valuesets(c)).await?;
         }
+        if let Some(p) = restriction.as_ref().and_then(|r| r.patient.as_deref()) {
+            plan.compartment = patient_compartment(p, res_type);
+        }
         plan.count = 2;
         plan.includes.clear();
         plan.revincludes.clear();
@@ -70,6 +84,7 @@ impl FhirService {
     /// `Ok(Err(outcome))` when the answer is decided without a write.
     pub(super) async fn resolve_conditional(
         &self,
+        ctx: &Ctx,
         i: Interaction,
     ) -> ServiceResult<Result<Interaction, Outcome>> {
         let many = |what: &str| {
@@ -83,7 +98,10 @@ impl FhirService {
                 resource,
                 if_none_exist: Some(q),
             } => {
-                match self.conditional_matches(res_type.as_str(), &q).await? {
+                match self
+                    .conditional_matches(&ctx.principal, res_type.as_str(), &q)
+                    .await?
+                {
                     Matches::None => Ok(Interaction::Create {
                         res_type,
                         resource,
@@ -91,7 +109,7 @@ impl FhirService {
                     }),
                     Matches::One(id) => {
                         // Already there: answer 200 with the existing resource.
-                        let mut existing = self.read(&res_type, &id).await?;
+                        let mut existing = self.read(ctx, &res_type, &id).await?;
                         existing.status = 200;
                         Err(existing)
                     }
@@ -107,7 +125,10 @@ impl FhirService {
                     .get("id")
                     .and_then(Value::as_str)
                     .map(str::to_string);
-                match self.conditional_matches(res_type.as_str(), &query).await? {
+                match self
+                    .conditional_matches(&ctx.principal, res_type.as_str(), &query)
+                    .await?
+                {
                     Matches::None => match body_id {
                         Some(id) => Ok(Interaction::Update {
                             res_type,
@@ -146,7 +167,10 @@ impl FhirService {
                 res_type,
                 query,
                 patch,
-            } => match self.conditional_matches(res_type.as_str(), &query).await? {
+            } => match self
+                .conditional_matches(&ctx.principal, res_type.as_str(), &query)
+                .await?
+            {
                 Matches::None => {
                     return Err(ServiceError::not_found(
                         "the patch condition matched no resource",
@@ -161,7 +185,10 @@ impl FhirService {
                 Matches::Many => return Err(many("patch")),
             },
             Interaction::ConditionalDelete { res_type, query } => {
-                match self.conditional_matches(res_type.as_str(), &query).await? {
+                match self
+                    .conditional_matches(&ctx.principal, res_type.as_str(), &query)
+                    .await?
+                {
                     Matches::None => Err(Outcome {
                         status: 204,
                         body: Body::None,
@@ -176,7 +203,11 @@ impl FhirService {
     }
 
     /// Resolves a conditional reference (`Patient?identifier=x`) to `Type/id`.
-    pub(super) async fn resolve_reference(&self, reference: &str) -> ServiceResult<String> {
+    pub(super) async fn resolve_reference(
+        &self,
+        ctx: &Ctx,
+        reference: &str,
+    ) -> ServiceResult<String> {
         let (t, q) = reference
             .split_once('?')
             .ok_or_else(|| ServiceError::invalid("not a conditional reference", None))?;
@@ -186,7 +217,7 @@ impl FhirService {
                 None,
             ));
         }
-        match self.conditional_matches(t, q).await? {
+        match self.conditional_matches(&ctx.principal, t, q).await? {
             Matches::One(id) => Ok(format!("{t}/{id}")),
             Matches::None => Err(ServiceError::precondition_failed(format!(
                 "the conditional reference {t}?… matched no resource"
@@ -199,7 +230,7 @@ impl FhirService {
 
     /// Runs a conditional interaction directly (outside a Bundle).
     pub(super) async fn conditional(&self, ctx: &Ctx, i: Interaction) -> ServiceResult<Outcome> {
-        match self.resolve_conditional(i).await? {
+        match self.resolve_conditional(ctx, i).await? {
             Ok(plain) => Box::pin(self.execute(ctx, plain)).await,
             Err(decided) => Ok(decided),
         }

@@ -2,11 +2,14 @@
 
 use serde_json::Value;
 
+use super::access::{hidden, require, WriteGuard};
 use super::{Ctx, FhirService, Outcome, ServiceError, ServiceResult, StoredResource, VersionFacts};
 use crate::fhir::instant::now_ms;
 use crate::fhir::resource::{same_content, stamp};
 use crate::fhir::validate::{check_resource, IdRule};
 use crate::fhir::ResourceType;
+use crate::policy::scope::Perms;
+use crate::policy::{visible, Decision};
 use crate::search::definitions::Registry;
 use crate::search::index::extract;
 use crate::store::{IndexRows, NewVersion, WriteTx};
@@ -78,8 +81,22 @@ pub(super) async fn write_in_tx(
     mut resource: Value,
     kind: WriteKind,
     index: &IndexRows,
+    guard: &WriteGuard<'_>,
 ) -> ServiceResult<(StoredResource, Effect)> {
     let current = tx.current(res_type.as_str(), id).await?;
+    let t = res_type.as_str();
+    match current.as_ref().filter(|c| !c.deleted) {
+        // Creating (POST, or PUT/PATCH of a new or deleted id).
+        None => guard.new_content(Perms::C, t, &resource)?,
+        Some(c) => {
+            if let Some(text) = &c.content {
+                let existing: Value =
+                    serde_json::from_str(text).map_err(|_| ServiceError::internal())?;
+                guard.existing(Perms::U, t, id, &existing)?;
+            }
+            guard.new_content(Perms::U, t, &resource)?;
+        }
+    }
     match kind {
         WriteKind::Create if current.is_some() => {
             return Err(ServiceError::conflict(
@@ -151,10 +168,16 @@ pub(super) async fn delete_in_tx(
     tx: &mut WriteTx,
     res_type: ResourceType,
     id: &str,
+    guard: &WriteGuard<'_>,
 ) -> ServiceResult<Option<VersionFacts>> {
+    guard.require(Perms::D, res_type.as_str())?;
     let Some(current) = tx.current(res_type.as_str(), id).await? else {
         return Ok(None);
     };
+    if let (false, Some(text)) = (current.deleted, &current.content) {
+        let existing: Value = serde_json::from_str(text).map_err(|_| ServiceError::internal())?;
+        guard.existing(Perms::D, res_type.as_str(), id, &existing)?;
+    }
     if current.deleted {
         return Ok(Some(VersionFacts {
             res_type: res_type.to_string(),
@@ -211,23 +234,55 @@ pub(super) fn apply_patch(current: &Value, patch: &Value, id: &str) -> ServiceRe
 }
 
 impl FhirService {
-    pub(super) async fn read(&self, res_type: &ResourceType, id: &str) -> ServiceResult<Outcome> {
+    /// 404 unless `json` is visible under `decision` (unrestricted skips parsing).
+    fn check_visible(
+        &self,
+        decision: &Decision,
+        res_type: &str,
+        id: &str,
+        json: &str,
+    ) -> ServiceResult<()> {
+        if *decision == Decision::Unrestricted {
+            return Ok(());
+        }
+        let v: Value = serde_json::from_str(json).map_err(|_| ServiceError::internal())?;
+        if visible(&self.registry.get(), decision, res_type, &v) {
+            Ok(())
+        } else {
+            Err(hidden(res_type, id))
+        }
+    }
+
+    pub(super) async fn read(
+        &self,
+        ctx: &Ctx,
+        res_type: &ResourceType,
+        id: &str,
+    ) -> ServiceResult<Outcome> {
+        let decision = require(&ctx.principal, Perms::R, res_type.as_str())?;
         let current = self
             .store
             .read(res_type.as_str(), id)
             .await?
             .ok_or_else(|| ServiceError::not_found(format!("{res_type}/{id} is not known")))?;
         match current.content {
-            Some(json) if !current.deleted => Ok(Outcome::stored(
-                200,
-                StoredResource {
-                    res_type: res_type.to_string(),
-                    id: id.to_string(),
-                    version: current.version,
-                    last_updated: current.last_updated,
-                    json,
-                },
-            )),
+            // A restricted token cannot tell whose a tombstone was.
+            _ if current.deleted && decision != Decision::Unrestricted => {
+                Err(hidden(res_type.as_str(), id))
+            }
+            Some(json) if !current.deleted => {
+                self.check_visible(&decision, res_type.as_str(), id, &json)?;
+                Ok(Outcome::stored(
+                    200,
+                    StoredResource {
+                        res_type: res_type.to_string(),
+                        id: id.to_string(),
+                        version: current.version,
+                        last_updated: current.last_updated,
+                        json,
+                    },
+                ))
+            }
             _ => Err(ServiceError::gone(format!(
                 "{res_type}/{id} has been deleted"
             ))),
@@ -236,12 +291,14 @@ impl FhirService {
 
     pub(super) async fn vread(
         &self,
+        ctx: &Ctx,
         res_type: &ResourceType,
         id: &str,
         version: &str,
     ) -> ServiceResult<Outcome> {
         let not_found =
             || ServiceError::not_found(format!("{res_type}/{id} has no version {version}"));
+        let decision = require(&ctx.principal, Perms::R, res_type.as_str())?;
         let n: i64 = version.parse().map_err(|_| not_found())?;
         let v = self
             .store
@@ -249,16 +306,20 @@ impl FhirService {
             .await?
             .ok_or_else(not_found)?;
         match v.content {
-            Some(json) => Ok(Outcome::stored(
-                200,
-                StoredResource {
-                    res_type: res_type.to_string(),
-                    id: id.to_string(),
-                    version: v.version,
-                    last_updated: v.last_updated,
-                    json,
-                },
-            )),
+            None if decision != Decision::Unrestricted => Err(hidden(res_type.as_str(), id)),
+            Some(json) => {
+                self.check_visible(&decision, res_type.as_str(), id, &json)?;
+                Ok(Outcome::stored(
+                    200,
+                    StoredResource {
+                        res_type: res_type.to_string(),
+                        id: id.to_string(),
+                        version: v.version,
+                        last_updated: v.last_updated,
+                        json,
+                    },
+                ))
+            }
             None => Err(ServiceError::gone(format!(
                 "version {version} of {res_type}/{id} is a deletion"
             ))),
@@ -267,10 +328,11 @@ impl FhirService {
 
     pub(super) async fn create(
         &self,
-        _ctx: &Ctx,
+        ctx: &Ctx,
         res_type: ResourceType,
         resource: Value,
     ) -> ServiceResult<Outcome> {
+        require(&ctx.principal, Perms::C, res_type.as_str())?;
         check_resource(&resource, Some(res_type), IdRule::Ignore).map_err(invalid)?;
         // Index rows do not depend on the version stamp: extract them before
         // the transaction so that it holds its locks for less time.
@@ -283,6 +345,7 @@ impl FhirService {
             resource,
             WriteKind::Create,
             &index,
+            &WriteGuard::new(&self.registry.get(), ctx),
         )
         .await?;
         tx.commit().await?;
@@ -291,12 +354,15 @@ impl FhirService {
 
     pub(super) async fn update(
         &self,
-        _ctx: &Ctx,
+        ctx: &Ctx,
         res_type: ResourceType,
         id: &str,
         resource: Value,
         if_match: Option<i64>,
     ) -> ServiceResult<Outcome> {
+        require(&ctx.principal, Perms::U, res_type.as_str())?;
+        let reg = self.registry.get();
+        let guard = WriteGuard::new(&reg, ctx);
         check_resource(&resource, Some(res_type), IdRule::MustEqual(id)).map_err(invalid)?;
         let index = extract(&self.registry.get(), &resource);
         // Two concurrent creates of one new id race on the unique key; the
@@ -312,6 +378,7 @@ impl FhirService {
                 resource.clone(),
                 WriteKind::Update { if_match },
                 &index,
+                &guard,
             )
             .await;
             let (stored, effect) = match result {
@@ -328,20 +395,23 @@ impl FhirService {
 
     pub(super) async fn patch(
         &self,
-        _ctx: &Ctx,
+        ctx: &Ctx,
         res_type: ResourceType,
         id: &str,
         patch: Value,
         if_match: Option<i64>,
     ) -> ServiceResult<Outcome> {
+        require(&ctx.principal, Perms::U, res_type.as_str())?;
+        let reg = self.registry.get();
         let mut tx = self.store.begin().await?;
         let stored = patch_in_tx(
-            &self.registry.get(),
+            &reg,
             &mut tx,
             res_type,
             id,
             &patch,
             if_match,
+            &WriteGuard::new(&reg, ctx),
         )
         .await?;
         tx.commit().await?;
@@ -350,12 +420,18 @@ impl FhirService {
 
     pub(super) async fn delete(
         &self,
-        _ctx: &Ctx,
+        ctx: &Ctx,
         res_type: ResourceType,
         id: &str,
     ) -> ServiceResult<Outcome> {
         let mut tx = self.store.begin().await?;
-        let facts = delete_in_tx(&mut tx, res_type, id).await?;
+        let facts = delete_in_tx(
+            &mut tx,
+            res_type,
+            id,
+            &WriteGuard::new(&self.registry.get(), ctx),
+        )
+        .await?;
         tx.commit().await?;
         match facts {
             Some(facts) => Ok(Outcome {
@@ -378,6 +454,7 @@ pub(super) async fn patch_in_tx(
     id: &str,
     patch: &Value,
     if_match: Option<i64>,
+    guard: &WriteGuard<'_>,
 ) -> ServiceResult<StoredResource> {
     let current = tx.current(res_type.as_str(), id).await?;
     let text = match &current {
@@ -395,6 +472,7 @@ pub(super) async fn patch_in_tx(
     };
     check_if_match(if_match, current.as_ref())?;
     let existing: Value = serde_json::from_str(text).map_err(|_| ServiceError::internal())?;
+    guard.existing(Perms::U, res_type.as_str(), id, &existing)?;
     let patched = apply_patch(&existing, patch, id)?;
     check_resource(&patched, Some(res_type), IdRule::MustEqual(id)).map_err(|e| {
         let mut err = invalid(e);
@@ -409,6 +487,7 @@ pub(super) async fn patch_in_tx(
         patched,
         WriteKind::Patch { if_match },
         &index,
+        guard,
     )
     .await?;
     Ok(stored)

@@ -38,6 +38,11 @@ impl ServiceError {
         Self::new(404, Issue::error("not-found", message))
     }
 
+    /// 403: the token does not allow this (never used to hide data; see `policy`).
+    pub fn forbidden(message: impl Into<String>) -> Self {
+        Self::new(403, Issue::error("forbidden", message))
+    }
+
     pub fn gone(message: impl Into<String>) -> Self {
         Self::new(410, Issue::error("deleted", message))
     }

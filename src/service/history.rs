@@ -2,10 +2,15 @@
 
 use serde_json::{json, Value};
 
+use std::collections::HashMap;
+
+use super::access::{hidden, require};
 use super::interaction::HistoryTarget;
-use super::{FhirService, Outcome, ServiceError, ServiceResult};
+use super::{Ctx, FhirService, Outcome, ServiceError, ServiceResult};
 use crate::fhir::bundle::{entry_response, finish, new_bundle};
 use crate::fhir::instant::parse_instant;
+use crate::policy::scope::Perms;
+use crate::policy::{visible, Decision};
 use crate::store::HistoryScope;
 
 /// Reads `_count` within the limits, or the default.
@@ -49,9 +54,26 @@ pub(super) fn cursor(params: &[(String, String)]) -> ServiceResult<Option<i64>> 
 impl FhirService {
     pub(super) async fn history(
         &self,
+        ctx: &Ctx,
         target: HistoryTarget,
         params: &[(String, String)],
     ) -> ServiceResult<Outcome> {
+        let principal = &ctx.principal;
+        // Instance history is a read; type and system history list like a search.
+        match &target {
+            HistoryTarget::Instance(t, _) => {
+                require(principal, Perms::R, t.as_str())?;
+            }
+            HistoryTarget::Type(t) => {
+                require(principal, Perms::S, t.as_str())?;
+            }
+            HistoryTarget::System => {}
+        }
+        let perm = match target {
+            HistoryTarget::Instance(..) => Perms::R,
+            _ => Perms::S,
+        };
+        let mut decisions: HashMap<String, Decision> = HashMap::new();
         let count = page_size(self, params)?;
         let since_text = params
             .iter()
@@ -78,10 +100,26 @@ impl FhirService {
             ),
         };
         if let HistoryTarget::Instance(t, id) = &target {
-            if self.store.read(t.as_str(), id).await?.is_none() {
+            let current = self.store.read(t.as_str(), id).await?;
+            let Some(current) = current else {
                 return Err(ServiceError::not_found(format!("{t}/{id} is not known")));
+            };
+            let d = principal.decide(Perms::R, t.as_str());
+            if d != Decision::Unrestricted {
+                let reachable = match &current.content {
+                    Some(text) if !current.deleted => {
+                        let v: Value =
+                            serde_json::from_str(text).map_err(|_| ServiceError::internal())?;
+                        visible(&self.registry.get(), &d, t.as_str(), &v)
+                    }
+                    _ => false,
+                };
+                if !reachable {
+                    return Err(hidden(t.as_str(), id));
+                }
             }
         }
+        let reg = self.registry.get();
         let rows = self
             .store
             .history(scope, since, before, count as i64 + 1)
@@ -103,6 +141,25 @@ impl FhirService {
         let mut last_vid = None;
         for row in rows.into_iter().take(count) {
             last_vid = Some(row.vid);
+            // Versions the principal may not see are left out of the page
+            // (the cursor still moves past them); so are deletions, whose
+            // owner a restricted token cannot tell.
+            let decision = decisions
+                .entry(row.res_type.clone())
+                .or_insert_with(|| principal.decide(perm, &row.res_type));
+            let parsed: Option<Value> = match (&*decision, &row.content) {
+                (Decision::Denied, _) => continue,
+                (Decision::Unrestricted, _) => None,
+                (_, None) => continue,
+                (d, Some(text)) => {
+                    let v: Value =
+                        serde_json::from_str(text).map_err(|_| ServiceError::internal())?;
+                    if !visible(&reg, d, &row.res_type, &v) {
+                        continue;
+                    }
+                    Some(v)
+                }
+            };
             let full_url = format!("{}/{}/{}", self.base_url, row.res_type, row.res_id);
             let (status, request_url) = match row.method.as_str() {
                 "POST" => (201, row.res_type.clone()),
@@ -117,7 +174,9 @@ impl FhirService {
                 "request": {"method": row.method, "url": request_url},
                 "response": entry_response(status, None, Some((row.version, row.last_updated))),
             });
-            if let Some(text) = &row.content {
+            if let Some(v) = parsed {
+                entry["resource"] = v;
+            } else if let Some(text) = &row.content {
                 let resource: Value =
                     serde_json::from_str(text).map_err(|_| ServiceError::internal())?;
                 entry["resource"] = resource;

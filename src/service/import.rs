@@ -4,6 +4,7 @@
 
 use serde_json::Value;
 
+use super::access::WriteGuard;
 use super::crud::{invalid, new_id, write_in_tx, Effect, WriteKind};
 use super::{FhirService, ServiceError, ServiceResult};
 use crate::fhir::validate::{check_resource, IdRule};
@@ -71,6 +72,9 @@ impl FhirService {
     /// Stores validated resources in one transaction.
     pub async fn import_chunk(&self, chunk: Vec<ValidResource>) -> ServiceResult<ImportCounts> {
         let mut counts = ImportCounts::default();
+        let reg = self.registry.get();
+        // `vesta import` is the operator's own command, run with local access.
+        let guard = WriteGuard::open(&reg);
         let mut tx = self.store.begin().await?;
         for r in chunk {
             let kind = if r.upsert {
@@ -78,8 +82,10 @@ impl FhirService {
             } else {
                 WriteKind::Create
             };
-            let (_, effect) =
-                write_in_tx(&mut tx, r.res_type, &r.id, r.resource, kind, &r.index).await?;
+            let (_, effect) = write_in_tx(
+                &mut tx, r.res_type, &r.id, r.resource, kind, &r.index, &guard,
+            )
+            .await?;
             match effect {
                 Effect::Created => counts.created += 1,
                 Effect::Updated => counts.updated += 1,

@@ -4,6 +4,7 @@
 //! [`FhirService::execute`], and renders the [`Outcome`]. Validation, limits
 //! and versioning rules live here once.
 
+mod access;
 mod bundle;
 mod conditional;
 mod crud;
@@ -14,6 +15,8 @@ pub mod interaction;
 mod reindex;
 pub mod search;
 
+use std::sync::Arc;
+
 use serde_json::Value;
 
 pub use error::{ServiceError, ServiceResult};
@@ -21,6 +24,7 @@ pub use interaction::{Interaction, Preference};
 
 use crate::fhir::capability;
 use crate::fhir::instant::Millis;
+use crate::policy::Principal;
 use crate::search::definitions::{Registry, RegistryCell};
 use crate::store::Store;
 
@@ -57,10 +61,26 @@ impl Default for Limits {
     }
 }
 
-/// Who is asking and under which request id. Authorization fields join this later.
-#[derive(Debug, Clone, Default)]
+/// Who is asking and under which request id.
+#[derive(Debug, Clone)]
 pub struct Ctx {
     pub request_id: String,
+    /// The verified subject; every decision in the service reads it.
+    pub principal: Arc<Principal>,
+}
+
+impl Ctx {
+    pub fn new(request_id: impl Into<String>, principal: Arc<Principal>) -> Ctx {
+        Ctx {
+            request_id: request_id.into(),
+            principal,
+        }
+    }
+
+    /// A local command (import, reindex) run by the operator: no restriction.
+    pub fn internal() -> Ctx {
+        Ctx::new(String::new(), Arc::new(Principal::open()))
+    }
 }
 
 /// A resource as stored: its JSON text (served as is) and version facts.
@@ -135,6 +155,8 @@ pub struct FhirService {
     started_ms: Millis,
     /// The search parameters in force (vendored plus stored, after a reindex).
     registry: RegistryCell,
+    /// `rest.security` of the CapabilityStatement (SMART endpoints).
+    security: Option<Value>,
 }
 
 impl FhirService {
@@ -145,7 +167,13 @@ impl FhirService {
             base_url: base_url.trim_end_matches('/').to_string(),
             started_ms: crate::fhir::instant::now_ms(),
             registry: RegistryCell::default(),
+            security: None,
         }
+    }
+
+    /// Sets the CapabilityStatement's `rest.security` (the SMART endpoints).
+    pub fn set_security(&mut self, security: Value) {
+        self.security = Some(security);
     }
 
     pub fn store(&self) -> &Store {
@@ -168,20 +196,23 @@ impl FhirService {
     /// Runs one interaction.
     pub async fn execute(&self, ctx: &Ctx, interaction: Interaction) -> ServiceResult<Outcome> {
         match interaction {
-            Interaction::Capabilities => Ok(Outcome::generated(
-                200,
-                capability::capability_statement(
+            Interaction::Capabilities => {
+                let mut cs = capability::capability_statement(
                     &self.base_url,
                     self.started_ms,
                     &self.registry.get(),
-                ),
-            )),
-            Interaction::Read { res_type, id } => self.read(&res_type, &id).await,
+                );
+                if let (Some(sec), Some(rest)) = (&self.security, cs["rest"].get_mut(0)) {
+                    rest["security"] = sec.clone();
+                }
+                Ok(Outcome::generated(200, cs))
+            }
+            Interaction::Read { res_type, id } => self.read(ctx, &res_type, &id).await,
             Interaction::VRead {
                 res_type,
                 id,
                 version,
-            } => self.vread(&res_type, &id, &version).await,
+            } => self.vread(ctx, &res_type, &id, &version).await,
             Interaction::Create {
                 res_type,
                 resource,
@@ -204,13 +235,20 @@ impl FhirService {
                 if_match,
             } => self.patch(ctx, res_type, &id, patch, if_match).await,
             Interaction::Delete { res_type, id } => self.delete(ctx, res_type, &id).await,
-            Interaction::History { scope, params } => self.history(scope, &params).await,
+            Interaction::History { scope, params } => self.history(ctx, scope, &params).await,
             Interaction::Search {
                 target,
                 params,
                 strict,
-            } => self.search(target, &params, strict).await,
-            Interaction::Reindex => self.reindex_operation().await,
+            } => self.search(ctx, target, &params, strict).await,
+            Interaction::Reindex => {
+                if !ctx.principal.is_admin() {
+                    return Err(ServiceError::forbidden(
+                        "$reindex needs an administrator's token",
+                    ));
+                }
+                self.reindex_operation().await
+            }
             Interaction::Bundle { bundle, preference } => {
                 self.process_bundle(ctx, bundle, preference).await
             }

@@ -1,15 +1,18 @@
 //! Search: type, system, compartment and `$everything`, with paging links,
 //! `_include`/`_revinclude`, `_total`, `_summary` and `_elements`.
 
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet};
 
 use serde_json::{json, Value};
 
+use super::access::{check_reverse_chains, hidden, require, search_restriction};
 use super::interaction::urlencode;
-use super::{FhirService, Outcome, ServiceError, ServiceResult};
+use super::{Ctx, FhirService, Outcome, ServiceError, ServiceResult};
 use crate::fhir::bundle::{finish, new_bundle};
 use crate::fhir::outcome::{operation_outcome, Issue, Severity};
 use crate::fhir::resource_types::RESOURCE_TYPES;
+use crate::policy::scope::Perms;
+use crate::policy::{patient_scoped_type, visible, Constraint, Decision, Principal};
 use crate::search::compartment;
 use crate::search::include::{include_sql, revinclude_sql, MAX_INCLUDED, MAX_INCLUDE_ROUNDS};
 use crate::search::plan::{Compartment, Cursor, IncludeSpec, SearchPlan, Summary, Total};
@@ -131,12 +134,110 @@ impl FhirService {
     }
 
     /// Runs a search and renders the searchset Bundle.
+    /// Narrows a search target to what `principal` may search: a one-type
+    /// search of a confined principal becomes a compartment search, and
+    /// scope filters become extra parameters. Returns the target and the
+    /// extra parameters.
+    fn confine_target(
+        &self,
+        principal: &Principal,
+        target: SearchTarget,
+        params: &[(String, String)],
+    ) -> ServiceResult<(SearchTarget, Vec<(String, String)>)> {
+        check_reverse_chains(principal, params)?;
+        let confined_to = principal
+            .patient
+            .as_ref()
+            .or(principal.self_patient.as_ref());
+        Ok(match target {
+            SearchTarget::Type(t) => {
+                let restriction = search_restriction(&require(principal, Perms::S, &t)?, &t)?;
+                let Some(Constraint { patient, filter }) = restriction else {
+                    return Ok((SearchTarget::Type(t), vec![]));
+                };
+                match patient {
+                    Some(p) if patient_scoped_type(&t) => (
+                        SearchTarget::Compartment {
+                            owner_type: "Patient".into(),
+                            owner_id: p,
+                            res_type: t,
+                        },
+                        filter,
+                    ),
+                    _ => (SearchTarget::Type(t), filter),
+                }
+            }
+            SearchTarget::System if principal.is_confined() => {
+                let wanted = params
+                    .iter()
+                    .find(|(k, _)| k == "_type")
+                    .map(|(_, v)| v.as_str());
+                match wanted {
+                    Some(t) if !t.contains(',') => {
+                        return self.confine_target(principal, SearchTarget::Type(t.to_string()), params)
+                    }
+                    _ => {
+                        return Err(ServiceError::forbidden(
+                            "a token confined to one patient may search one type at a time (_type=…) or use Patient/[id]/*",
+                        ))
+                    }
+                }
+            }
+            SearchTarget::Compartment {
+                owner_type,
+                owner_id,
+                res_type,
+            } => {
+                require(principal, Perms::R, &owner_type)?;
+                if confined_to.is_some_and(|p| *p != owner_id) && principal.is_confined() {
+                    return Err(hidden(&owner_type, &owner_id));
+                }
+                let extra = if res_type == "*" {
+                    vec![]
+                } else {
+                    search_restriction(&require(principal, Perms::S, &res_type)?, &res_type)?
+                        .map(|c| c.filter)
+                        .unwrap_or_default()
+                };
+                (
+                    SearchTarget::Compartment {
+                        owner_type,
+                        owner_id,
+                        res_type,
+                    },
+                    extra,
+                )
+            }
+            SearchTarget::Everything { patient } => {
+                require(principal, Perms::R, "Patient")?;
+                let patient = match (patient, confined_to.filter(|_| principal.is_confined())) {
+                    (Some(id), Some(p)) if id != *p => return Err(hidden("Patient", &id)),
+                    (None, Some(p)) => Some(p.clone()),
+                    (patient, _) => patient,
+                };
+                (SearchTarget::Everything { patient }, vec![])
+            }
+            other => (other, vec![]),
+        })
+    }
+
+    /// Runs a search and renders the searchset Bundle.
     pub(super) async fn search(
         &self,
+        ctx: &Ctx,
         target: SearchTarget,
         params: &[(String, String)],
         strict: bool,
     ) -> ServiceResult<Outcome> {
+        let principal = &ctx.principal;
+        let (target, extra) = self.confine_target(principal, target, params)?;
+        let with_extra: Vec<(String, String)>;
+        let params = if extra.is_empty() {
+            params
+        } else {
+            with_extra = params.iter().cloned().chain(extra).collect();
+            &with_extra[..]
+        };
         if let SearchTarget::Everything { patient: Some(id) } = &target {
             match self.store.read("Patient", id).await? {
                 Some(c) if !c.deleted => {}
@@ -151,6 +252,40 @@ impl FhirService {
             }
         }
         let (mut types, path, compartment) = self.target_types(&target, params)?;
+        // Types the token may not search drop out of multi-type searches;
+        // what SQL cannot confine is filtered per resource (and not counted).
+        let mut decisions: HashMap<String, Decision> = HashMap::new();
+        let explicit_types = params.iter().any(|(k, _)| k == "_type");
+        for t in &types {
+            let d = principal.decide(Perms::S, t);
+            if d.is_denied() && explicit_types && target == SearchTarget::System {
+                return Err(ServiceError::forbidden(format!(
+                    "the access token does not allow search on {t}"
+                )));
+            }
+            decisions.insert(t.clone(), d);
+        }
+        types.retain(|t| decisions.get(t).is_some_and(|d| !d.is_denied()));
+        if types.is_empty() {
+            return Err(ServiceError::forbidden(
+                "the access token allows search on none of these types",
+            ));
+        }
+        let owner = compartment.as_ref().map(|c| c.owner_id.clone());
+        let post_filter = !matches!(target, SearchTarget::Type(_))
+            && types.iter().any(|t| match decisions.get(t) {
+                Some(Decision::Unrestricted) | None => false,
+                Some(Decision::Restricted(cs)) => {
+                    !(cs.len() == 1
+                        && cs[0].filter.is_empty()
+                        && cs[0].patient.is_some()
+                        && (cs[0].patient == owner || !patient_scoped_type(t)))
+                }
+                Some(Decision::Denied) => true,
+            });
+        let single_type_filtered =
+            matches!(target, SearchTarget::Compartment { ref res_type, .. } if res_type != "*");
+        let post_filter = post_filter && !single_type_filtered;
         if let (SearchTarget::Everything { .. }, Some((_, v))) =
             (&target, params.iter().find(|(k, _)| k == "_type"))
         {
@@ -216,7 +351,8 @@ impl FhirService {
             path,
             base_query.join("&")
         );
-        let want_total = plan.total == Total::Accurate || plan.summary == Summary::Count;
+        let want_total =
+            (plan.total == Total::Accurate || plan.summary == Summary::Count) && !post_filter;
         let total = if want_total {
             let (sql, binds) = plan.count_sql()?;
             Some(self.store.count(sql, &binds).await?)
@@ -270,7 +406,17 @@ impl FhirService {
                     format!("{link_base}&_cursor={}", cursor_of(first, true)),
                 ));
             }
-            let included = self.includes(&plan, &rows).await?;
+            if post_filter {
+                let reg = self.registry.get();
+                let mut kept = Vec::with_capacity(rows.len());
+                for row in rows {
+                    if self.row_visible(&reg, decisions.get(&row.res_type), &row)? {
+                        kept.push(row);
+                    }
+                }
+                rows = kept;
+            }
+            let included = self.includes(principal, &plan, &rows).await?;
             for row in rows.iter() {
                 entries.push(self.entry(row, "match", &plan)?);
             }
@@ -368,7 +514,11 @@ impl FhirService {
                 for url in values.iter() {
                     let url = crate::search::values::unescape(url);
                     let stored = match self
-                        .conditional_matches("ValueSet", &format!("url={}", urlencode(&url)))
+                        .conditional_matches(
+                            &Principal::open(),
+                            "ValueSet",
+                            &format!("url={}", urlencode(&url)),
+                        )
                         .await?
                     {
                         super::conditional::Matches::One(id) => self
@@ -415,9 +565,30 @@ impl FhirService {
         }))
     }
 
-    /// `_include` / `_revinclude` (with `:iterate`) for a page of rows.
+    /// True when `row` meets `decision` (`None` or denied: not visible).
+    fn row_visible(
+        &self,
+        reg: &crate::search::definitions::Registry,
+        decision: Option<&Decision>,
+        row: &SearchRow,
+    ) -> ServiceResult<bool> {
+        Ok(match decision {
+            None | Some(Decision::Denied) => false,
+            Some(Decision::Unrestricted) => true,
+            Some(d) => {
+                let v: Value =
+                    serde_json::from_str(&row.content).map_err(|_| ServiceError::internal())?;
+                visible(reg, d, &row.res_type, &v)
+            }
+        })
+    }
+
+    /// `_include` / `_revinclude` (with `:iterate`) for a page of rows; an
+    /// included resource the principal may not read is left out (and not
+    /// followed further).
     async fn includes(
         &self,
+        principal: &Principal,
         plan: &SearchPlan,
         rows: &[SearchRow],
     ) -> ServiceResult<Vec<SearchRow>> {
@@ -443,7 +614,16 @@ impl FhirService {
                 let (sql, binds) = revinclude_sql(spec, &targets);
                 found.extend(self.store.search_rows(sql, &binds, 0).await?);
             }
-            frontier = found.into_iter().filter(|r| seen.insert(r.rid)).collect();
+            let reg = self.registry.get();
+            let mut readable = Vec::with_capacity(found.len());
+            for r in found {
+                if seen.insert(r.rid)
+                    && self.row_visible(&reg, Some(&principal.decide(Perms::R, &r.res_type)), &r)?
+                {
+                    readable.push(r);
+                }
+            }
+            frontier = readable;
             out.extend(frontier.iter().cloned());
             if out.len() > MAX_INCLUDED {
                 return Err(ServiceError::too_large(format!(

@@ -51,6 +51,11 @@ pub fn migrator(backend: Backend) -> Migrator {
                 "date end index",
                 include_str!("../../migrations/sqlite/0006_date_end_index.sql"),
             ),
+            migration(
+                7,
+                "auth state",
+                include_str!("../../migrations/sqlite/0007_auth.sql"),
+            ),
         ],
         Backend::Postgres => vec![
             migration(
@@ -87,6 +92,11 @@ pub fn migrator(backend: Backend) -> Migrator {
                 7,
                 "date end index",
                 include_str!("../../migrations/postgres/0007_date_end_index.sql"),
+            ),
+            migration(
+                8,
+                "auth state",
+                include_str!("../../migrations/postgres/0008_auth.sql"),
             ),
         ],
     };

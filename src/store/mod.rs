@@ -5,6 +5,7 @@
 //! [`with_tx!`] macros expand each query once per backend, so the SQL is
 //! written once and runs on each driver natively (prepared and cached).
 
+mod auth_state;
 mod connect;
 mod index_rows;
 mod migrate;
@@ -12,6 +13,7 @@ mod read;
 mod search;
 mod write;
 
+pub use auth_state::{AuthRecord, LIVE, REVOKED, USED};
 pub use connect::{Backend, StoreOptions};
 pub use index_rows::{
     CompositeRow, DateRow, FulltextRow, IndexRows, NumberRow, QuantityRow, ReferenceRow, StringRow,

@@ -95,13 +95,39 @@ async fn wait_ready(client: &reqwest::Client, root: &str) {
     panic!("server did not become ready");
 }
 
-/// Starts `vesta serve` on a free port over the given store and waits until it is ready.
+/// Mints a system token with `vesta token` for the server at `port`.
+fn token_for(dir: &std::path::Path, port: u16) -> String {
+    let out = vesta()
+        .args([
+            "token",
+            "--client",
+            "cli-test",
+            "--scopes",
+            "system/*.cruds",
+            "--addr",
+        ])
+        .arg(format!("127.0.0.1:{port}"))
+        .arg("--data-dir")
+        .arg(dir)
+        .output()
+        .expect("run vesta token");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout).trim().to_string()
+}
+
+/// Starts `vesta serve` on a free port over the given store, waits until it
+/// is ready, and returns a client carrying a token for it.
 async fn start_server(
-    client: &reqwest::Client,
     dir: &std::path::Path,
     url: &Option<String>,
-) -> (std::process::Child, String) {
+) -> (std::process::Child, String, reqwest::Client) {
     let port = free_port();
+    let client = crate::helpers::client_with_token(&token_for(dir, port));
+    let client = &client;
     let mut cmd = vesta();
     cmd.arg("serve")
         .arg("--addr")
@@ -114,14 +140,13 @@ async fn start_server(
         .expect("spawn server");
     let root = format!("http://127.0.0.1:{port}");
     wait_ready(client, &root).await;
-    (child, root)
+    (child, root, client.clone())
 }
 
 async fn acknowledged_writes_survive_kill_9(backend: Backend) {
     let dir = tempfile::tempdir().unwrap();
     let settings = settings_for(backend, dir.path()).await;
-    let client = reqwest::Client::new();
-    let (mut child, root) = start_server(&client, dir.path(), &settings.database_url).await;
+    let (mut child, root, client) = start_server(dir.path(), &settings.database_url).await;
     let mut acknowledged = Vec::new();
     for i in 0..30 {
         let r = client
@@ -138,7 +163,7 @@ async fn acknowledged_writes_survive_kill_9(backend: Backend) {
     assert_eq!(acknowledged.len(), 30);
     child.kill().unwrap(); // SIGKILL
     child.wait().unwrap();
-    let (mut child, root) = start_server(&client, dir.path(), &settings.database_url).await;
+    let (mut child, root, client) = start_server(dir.path(), &settings.database_url).await;
     for i in acknowledged {
         let r = client
             .get(format!("{root}/fhir/Patient/k{i}"))
@@ -155,8 +180,7 @@ both_backends!(acknowledged_writes_survive_kill_9);
 async fn sigterm_during_writes_loses_no_acknowledged_write(backend: Backend) {
     let dir = tempfile::tempdir().unwrap();
     let settings = settings_for(backend, dir.path()).await;
-    let client = reqwest::Client::new();
-    let (mut child, root) = start_server(&client, dir.path(), &settings.database_url).await;
+    let (mut child, root, client) = start_server(dir.path(), &settings.database_url).await;
     // Eight writers keep writing until the server goes away.
     let mut writers = Vec::new();
     for w in 0..8 {
@@ -198,7 +222,7 @@ async fn sigterm_during_writes_loses_no_acknowledged_write(backend: Backend) {
         acknowledged.extend(w.await.unwrap());
     }
     assert!(!acknowledged.is_empty(), "the load ran before the signal");
-    let (mut child, root) = start_server(&client, dir.path(), &settings.database_url).await;
+    let (mut child, root, client) = start_server(dir.path(), &settings.database_url).await;
     for id in &acknowledged {
         let r = client
             .get(format!("{root}/fhir/Patient/{id}"))

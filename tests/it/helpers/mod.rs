@@ -18,7 +18,11 @@ pub enum Backend {
 /// A running server for one test.
 pub struct TestApp {
     pub base: String,
+    /// Sends an administrator's system token (`system/*.cruds`) on every request.
     pub client: reqwest::Client,
+    /// Sends no token.
+    pub anon: reqwest::Client,
+    pub settings: Settings,
     _dir: tempfile::TempDir,
     shutdown: Option<tokio::sync::oneshot::Sender<()>>,
 }
@@ -62,12 +66,62 @@ pub async fn spawn_with(backend: Backend, adjust: impl FnOnce(&mut Settings)) ->
     tokio::spawn(app.run_until(async move {
         let _ = rx.await;
     }));
+    let token = mint(
+        &settings,
+        &base,
+        "vesta-test-admin",
+        "system/*.cruds",
+        None,
+        None,
+    );
     TestApp {
         base,
-        client: reqwest::Client::new(),
+        client: client_with_token(&token),
+        anon: reqwest::Client::new(),
+        settings,
         _dir: dir,
         shutdown: Some(tx),
     }
+}
+
+/// An HTTP client that sends `token` as a bearer token.
+pub fn client_with_token(token: &str) -> reqwest::Client {
+    let mut headers = reqwest::header::HeaderMap::new();
+    headers.insert(
+        reqwest::header::AUTHORIZATION,
+        format!("Bearer {token}").parse().expect("header"),
+    );
+    reqwest::Client::builder()
+        .default_headers(headers)
+        .build()
+        .expect("client")
+}
+
+/// Mints a token with the test server's keys (as `vesta token` does).
+pub fn mint(
+    settings: &Settings,
+    base: &str,
+    client_id: &str,
+    scopes: &str,
+    patient: Option<&str>,
+    user: Option<&str>,
+) -> String {
+    let config = vesta::auth::smart_config::SmartConfig::load(&settings.smart_config_dir)
+        .expect("smart-config");
+    vesta::auth::mint::mint(
+        &settings.data_dir,
+        &config,
+        base,
+        &vesta::auth::mint::MintRequest {
+            client_id: client_id.into(),
+            scopes: scopes.into(),
+            patient: patient.map(str::to_string),
+            user: user.map(str::to_string),
+            resources: vec![],
+            ttl_s: 3600,
+        },
+    )
+    .expect("mint")
 }
 
 /// A response, read fully.

@@ -1,0 +1,89 @@
+//! `vesta token`: mint an access token from the local signing keys, for
+//! operators and scripts (and the test harness). A user's role still limits
+//! what is granted.
+
+use std::path::Path;
+
+use super::jwt::{self, AccessClaims};
+use super::keys::KeyRing;
+use super::smart_config::SmartConfig;
+use super::{now_s, AuthServer};
+use crate::policy::scope;
+
+/// What to mint.
+#[derive(Debug, Clone, Default)]
+pub struct MintRequest {
+    pub client_id: String,
+    pub scopes: String,
+    pub patient: Option<String>,
+    /// A username from `smart-config/users.toml`.
+    pub user: Option<String>,
+    /// Extra audiences (RFC 8707 resources, e.g. the MCP endpoint).
+    pub resources: Vec<String>,
+    pub ttl_s: i64,
+}
+
+/// Mints a token signed with the current key in `key_dir` for the server
+/// whose FHIR base is `fhir_base`.
+pub fn mint(
+    key_dir: &Path,
+    config: &SmartConfig,
+    fhir_base: &str,
+    req: &MintRequest,
+) -> anyhow::Result<String> {
+    let ring = KeyRing::load_or_create(key_dir)?;
+    let issuer = crate::startup::origin_of(fhir_base)?;
+    let fhir_base = fhir_base.trim_end_matches('/').to_string();
+    let mut scopes = scope::parse_list(&req.scopes);
+    if scopes.is_empty() {
+        anyhow::bail!("no scope this server understands in '{}'", req.scopes);
+    }
+    let (sub, role, fhir_user) = match &req.user {
+        Some(name) => {
+            let u = config.user(name).ok_or_else(|| {
+                anyhow::anyhow!("user '{name}' is not in smart-config/users.toml")
+            })?;
+            let limit = config.role_limit(&u.role).unwrap_or_default();
+            scopes = scope::grant(&scopes, &scopes, Some(&limit));
+            (
+                u.username.clone(),
+                Some(u.role.clone()),
+                u.fhir_user.clone(),
+            )
+        }
+        None => (req.client_id.clone(), None, None),
+    };
+    let mut aud = vec![fhir_base.clone()];
+    for r in &req.resources {
+        let r = r.trim_end_matches('/').to_string();
+        if r != fhir_base && r != format!("{issuer}/mcp") {
+            anyhow::bail!("resource '{r}' is not one this server protects");
+        }
+        if !aud.contains(&r) {
+            aud.push(r);
+        }
+    }
+    let now = now_s();
+    let claims = AccessClaims {
+        iss: issuer,
+        sub,
+        aud,
+        exp: now + req.ttl_s.max(60),
+        iat: now,
+        jti: uuid::Uuid::new_v4().to_string(),
+        client_id: req.client_id.clone(),
+        scope: scope::to_string(&scopes),
+        patient: req.patient.clone(),
+        encounter: None,
+        fhir_user,
+        role,
+    };
+    Ok(jwt::sign_access(&ring, &claims)?)
+}
+
+impl AuthServer {
+    /// Mints a token with this server's keys (tests and tools in-process).
+    pub fn mint(&self, req: &MintRequest) -> anyhow::Result<String> {
+        mint(&self.settings.key_dir, &self.config, &self.fhir_base, req)
+    }
+}

@@ -1,0 +1,369 @@
+//! The SMART App Launch 2 authorization server: discovery documents,
+//! authorize (login, consent, patient picker), token (authorization code
+//! with PKCE, refresh with rotation, backend services), introspection,
+//! revocation, dynamic registration, EHR launch contexts, signing keys.
+//!
+//! Its tokens are verified here ([`AuthServer::principal`]) for every door.
+
+pub mod client_auth;
+pub mod clients;
+pub mod grant;
+pub mod jwt;
+pub mod keys;
+pub mod mint;
+pub mod smart_config;
+
+mod authorize;
+mod introspect;
+mod launch;
+mod metadata;
+mod pages;
+mod register;
+mod token;
+
+use std::path::PathBuf;
+use std::sync::{Arc, RwLock};
+
+use axum::http::{header, HeaderValue, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use axum::Router;
+use serde_json::json;
+use sha2::{Digest, Sha256};
+
+use crate::fhir::instant::now_ms;
+use crate::policy::scope;
+use crate::policy::{Principal, PrincipalKind};
+use crate::service::FhirService;
+use crate::store::Store;
+use jwt::{AccessClaims, TokenError};
+use keys::KeyRing;
+use smart_config::SmartConfig;
+
+/// Default access-token lifetime: 15 minutes.
+pub const DEFAULT_ACCESS_TOKEN_TTL_S: i64 = 900;
+/// Default refresh-token lifetime (offline access): 30 days.
+pub const DEFAULT_REFRESH_TOKEN_TTL_S: i64 = 30 * 24 * 3600;
+/// Refresh tokens for `online_access` live as long as a working day.
+pub const ONLINE_REFRESH_TOKEN_TTL_S: i64 = 12 * 3600;
+/// Authorization codes are single-use and live this long.
+pub const CODE_TTL_S: i64 = 60;
+/// A pending authorization (login and consent pages) lives this long.
+pub const PENDING_TTL_S: i64 = 600;
+/// EHR launch contexts live this long.
+pub const LAUNCH_TTL_S: i64 = 300;
+/// Longest bearer token accepted, in bytes.
+pub const MAX_TOKEN_BYTES: usize = 8 * 1024;
+
+/// Settings of the authorization server.
+#[derive(Debug, Clone)]
+pub struct AuthSettings {
+    /// `smart-config/` folder (roles, users, static clients).
+    pub config_dir: PathBuf,
+    /// Where the signing keys live (the data folder).
+    pub key_dir: PathBuf,
+    pub access_token_ttl_s: i64,
+    pub refresh_token_ttl_s: i64,
+    /// No authorization at all (local experiments only; logged loudly).
+    pub insecure_open: bool,
+}
+
+/// The authorization server's state, shared by every door.
+pub struct AuthServer {
+    /// The issuer: the server's origin (`http://host:port`).
+    pub issuer: String,
+    /// The FHIR base; every access token's audience includes it.
+    pub fhir_base: String,
+    pub settings: AuthSettings,
+    pub config: SmartConfig,
+    keys: RwLock<Arc<KeyRing>>,
+    store: Store,
+    /// For the patient picker, which searches as the signed-in user.
+    service: FhirService,
+    http: reqwest::Client,
+}
+
+/// An OAuth 2.0 error response (RFC 6749 §5.2).
+#[derive(Debug, Clone)]
+pub struct OAuthError {
+    pub status: StatusCode,
+    pub error: &'static str,
+    pub description: String,
+}
+
+impl OAuthError {
+    pub fn new(status: StatusCode, error: &'static str, description: impl Into<String>) -> Self {
+        OAuthError {
+            status,
+            error,
+            description: description.into(),
+        }
+    }
+    pub fn invalid_request(d: impl Into<String>) -> Self {
+        Self::new(StatusCode::BAD_REQUEST, "invalid_request", d)
+    }
+    pub fn invalid_grant(d: impl Into<String>) -> Self {
+        Self::new(StatusCode::BAD_REQUEST, "invalid_grant", d)
+    }
+    pub fn invalid_client(d: impl Into<String>) -> Self {
+        Self::new(StatusCode::UNAUTHORIZED, "invalid_client", d)
+    }
+    pub fn server_error() -> Self {
+        Self::new(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            "server_error",
+            "internal error",
+        )
+    }
+}
+
+impl From<crate::store::StoreError> for OAuthError {
+    fn from(e: crate::store::StoreError) -> Self {
+        tracing::error!(kind = "store", error = %e, "authorization store error");
+        OAuthError::server_error()
+    }
+}
+
+impl From<keys::KeyError> for OAuthError {
+    fn from(e: keys::KeyError) -> Self {
+        tracing::error!(kind = "keys", error = %e, "signing key error");
+        OAuthError::server_error()
+    }
+}
+
+impl IntoResponse for OAuthError {
+    fn into_response(self) -> Response {
+        let body = json!({"error": self.error, "error_description": self.description});
+        let mut resp = (self.status, axum::Json(body)).into_response();
+        no_store(&mut resp);
+        if self.status == StatusCode::UNAUTHORIZED {
+            resp.headers_mut().insert(
+                header::WWW_AUTHENTICATE,
+                HeaderValue::from_static("Basic realm=\"vesta\""),
+            );
+        }
+        resp
+    }
+}
+
+/// Token responses and errors must not be cached (RFC 6749 §5.1).
+pub fn no_store(resp: &mut Response) {
+    resp.headers_mut()
+        .insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    resp.headers_mut()
+        .insert(header::PRAGMA, HeaderValue::from_static("no-cache"));
+}
+
+/// SHA-256 hex of a secret (codes, refresh tokens, client secrets are stored so).
+pub fn sha256_hex(s: &str) -> String {
+    let d = Sha256::digest(s.as_bytes());
+    d.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+/// A random URL-safe secret of 256 bits.
+pub fn random_secret() -> String {
+    use base64::Engine;
+    use rsa::rand_core::RngCore;
+    let mut bytes = [0u8; 32];
+    rsa::rand_core::OsRng.fill_bytes(&mut bytes);
+    base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(bytes)
+}
+
+pub fn now_s() -> i64 {
+    now_ms() / 1000
+}
+
+/// Compares two strings in time independent of where they differ.
+pub fn constant_time_eq(a: &str, b: &str) -> bool {
+    a.len() == b.len()
+        && a.bytes()
+            .zip(b.bytes())
+            .fold(0u8, |acc, (x, y)| acc | (x ^ y))
+            == 0
+}
+
+/// Why a bearer token did not yield a principal.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum BearerError {
+    Missing,
+    Invalid(String),
+}
+
+impl AuthServer {
+    pub fn new(
+        issuer: String,
+        fhir_base: String,
+        settings: AuthSettings,
+        config: SmartConfig,
+        service: FhirService,
+    ) -> anyhow::Result<AuthServer> {
+        let store = service.store().clone();
+        let ring = KeyRing::load_or_create(&settings.key_dir)?;
+        let http = reqwest::Client::builder()
+            .timeout(std::time::Duration::from_secs(5))
+            .redirect(reqwest::redirect::Policy::none())
+            .build()?;
+        Ok(AuthServer {
+            issuer: issuer.trim_end_matches('/').to_string(),
+            fhir_base: fhir_base.trim_end_matches('/').to_string(),
+            settings,
+            config,
+            keys: RwLock::new(Arc::new(ring)),
+            store,
+            service,
+            http,
+        })
+    }
+
+    pub fn store(&self) -> &Store {
+        &self.store
+    }
+
+    pub fn service(&self) -> &FhirService {
+        &self.service
+    }
+
+    pub fn http(&self) -> &reqwest::Client {
+        &self.http
+    }
+
+    pub fn token_endpoint(&self) -> String {
+        format!("{}/auth/token", self.issuer)
+    }
+
+    /// The MCP resource URI (an allowed RFC 8707 `resource`).
+    pub fn mcp_resource(&self) -> String {
+        format!("{}/mcp", self.issuer)
+    }
+
+    /// Resources a token may be issued for (RFC 8707).
+    pub fn known_resource(&self, r: &str) -> bool {
+        let r = r.trim_end_matches('/');
+        r == self.fhir_base || r == self.mcp_resource()
+    }
+
+    pub fn keys(&self) -> Arc<KeyRing> {
+        self.keys.read().map(|k| k.clone()).unwrap_or_default()
+    }
+
+    /// Re-reads the key file (after `vesta keys rotate` on a running server).
+    fn reload_keys(&self) {
+        if let Ok(ring) = KeyRing::load_or_create(&self.settings.key_dir) {
+            if let Ok(mut k) = self.keys.write() {
+                *k = Arc::new(ring);
+            }
+        }
+    }
+
+    /// Signs an access token.
+    pub fn sign(&self, claims: &AccessClaims) -> Result<String, keys::KeyError> {
+        jwt::sign_access(&self.keys(), claims)
+    }
+
+    /// Verifies a bearer token for `audience` (the FHIR base or the MCP resource).
+    pub async fn verify(&self, token: &str, audience: &str) -> Result<AccessClaims, BearerError> {
+        if token.len() > MAX_TOKEN_BYTES {
+            return Err(BearerError::Invalid("the token is too long".into()));
+        }
+        let mut result = jwt::verify_access(&self.keys(), token, &self.issuer, audience);
+        if result == Err(TokenError::UnknownKey) {
+            self.reload_keys();
+            result = jwt::verify_access(&self.keys(), token, &self.issuer, audience);
+        }
+        let claims = result.map_err(|e| BearerError::Invalid(e.to_string()))?;
+        match self.store.auth_get(grant::REVOKED_KIND, &claims.jti).await {
+            Ok(None) => Ok(claims),
+            Ok(Some(_)) => Err(BearerError::Invalid("the token has been revoked".into())),
+            Err(e) => {
+                tracing::error!(kind = "store", error = %e, "revocation check failed");
+                Err(BearerError::Invalid(
+                    "the token could not be checked".into(),
+                ))
+            }
+        }
+    }
+
+    /// The principal a verified token describes.
+    pub fn principal_of(&self, claims: &AccessClaims) -> Principal {
+        let role = claims
+            .role
+            .as_deref()
+            .and_then(|r| self.config.roles.get(r));
+        let self_patient = match (role, claims.fhir_user.as_deref()) {
+            (Some(r), Some(fu)) if r.self_only => fu.strip_prefix("Patient/").map(str::to_string),
+            // A self-only role without a Patient fhirUser reaches no patient at all.
+            (Some(r), _) if r.self_only => Some(String::new()),
+            _ => None,
+        };
+        Principal {
+            kind: PrincipalKind::Token,
+            client_id: Some(claims.client_id.clone()),
+            username: (claims.sub != claims.client_id).then(|| claims.sub.clone()),
+            fhir_user: claims.fhir_user.clone(),
+            role: claims.role.clone(),
+            patient: claims.patient.clone(),
+            encounter: claims.encounter.clone(),
+            scopes: scope::resource_scopes(&scope::parse_list(&claims.scope)),
+            self_patient,
+            token_id: Some(claims.jti.clone()),
+        }
+    }
+
+    /// The principal for an `Authorization` header value, for `audience`.
+    pub async fn principal(
+        &self,
+        authorization: Option<&str>,
+        audience: &str,
+    ) -> Result<Principal, BearerError> {
+        if self.settings.insecure_open {
+            return Ok(Principal::open());
+        }
+        let Some(value) = authorization else {
+            return Err(BearerError::Missing);
+        };
+        let token = value
+            .strip_prefix("Bearer ")
+            .or_else(|| value.strip_prefix("bearer "))
+            .ok_or_else(|| {
+                BearerError::Invalid("the Authorization header must be 'Bearer <token>'".into())
+            })?
+            .trim();
+        let claims = self.verify(token, audience).await?;
+        Ok(self.principal_of(&claims))
+    }
+}
+
+/// The authorization server's routes.
+pub fn routes(auth: Arc<AuthServer>) -> Router {
+    Router::new()
+        .route(
+            "/.well-known/smart-configuration",
+            get(metadata::smart_configuration),
+        )
+        .route(
+            "/fhir/.well-known/smart-configuration",
+            get(metadata::smart_configuration),
+        )
+        .route(
+            "/.well-known/openid-configuration",
+            get(metadata::openid_configuration),
+        )
+        .route(
+            "/.well-known/oauth-authorization-server",
+            get(metadata::oauth_metadata),
+        )
+        .route("/auth/jwks", get(metadata::jwks))
+        .route("/auth/smart-style.json", get(metadata::smart_style))
+        .route(
+            "/auth/authorize",
+            get(authorize::authorize_get).post(authorize::authorize_post),
+        )
+        .route("/auth/login", post(authorize::login))
+        .route("/auth/consent", post(authorize::consent))
+        .route("/auth/token", post(token::token))
+        .route("/auth/introspect", post(introspect::introspect))
+        .route("/auth/revoke", post(introspect::revoke))
+        .route("/auth/register", post(register::register))
+        .route("/auth/launch", post(launch::create_launch))
+        .with_state(auth)
+}

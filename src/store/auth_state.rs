@@ -1,0 +1,135 @@
+//! Authorization-server state in the database (table `auth_state`), so that
+//! any instance behind a load balancer can finish a flow another began.
+//!
+//! Rows are `(kind, key) → value` with an expiry, an optional family (refresh
+//! token chains) and a small state: 0 live, 1 used, 2 revoked.
+
+use sqlx::Row;
+
+use super::{Db, Store, StoreResult};
+use crate::fhir::instant::{now_ms, Millis};
+
+/// A row's lifecycle state.
+pub const LIVE: i64 = 0;
+pub const USED: i64 = 1;
+pub const REVOKED: i64 = 2;
+
+/// One stored record.
+#[derive(Debug, Clone)]
+pub struct AuthRecord {
+    pub value: String,
+    pub family: Option<String>,
+    pub state: i64,
+    pub expires_ms: Millis,
+}
+
+/// Runs `$body` with `$c` bound to the pool that takes writes.
+macro_rules! with_writer {
+    ($db:expr, $c:ident => $body:expr) => {
+        match $db {
+            Db::Sqlite { write, .. } => {
+                let $c = write;
+                $body
+            }
+            Db::Postgres(pool) => {
+                let $c = pool;
+                $body
+            }
+        }
+    };
+}
+
+impl Store {
+    /// Inserts a record; `false` when `(kind, key)` exists already (replay).
+    pub async fn auth_insert(
+        &self,
+        kind: &str,
+        key: &str,
+        value: &str,
+        family: Option<&str>,
+        expires_ms: Millis,
+    ) -> StoreResult<bool> {
+        let sql = "INSERT INTO auth_state (kind, key, value, family, state, expires_ms) \
+                   VALUES ($1, $2, $3, $4, 0, $5) ON CONFLICT (kind, key) DO NOTHING";
+        let n = with_writer!(&self.db, pool => {
+            sqlx::query(sql)
+                .bind(kind)
+                .bind(key)
+                .bind(value)
+                .bind(family)
+                .bind(expires_ms)
+                .execute(pool)
+                .await?
+                .rows_affected()
+        });
+        Ok(n == 1)
+    }
+
+    /// Reads a record (expired ones included; callers check `expires_ms`).
+    pub async fn auth_get(&self, kind: &str, key: &str) -> StoreResult<Option<AuthRecord>> {
+        let sql =
+            "SELECT value, family, state, expires_ms FROM auth_state WHERE kind = $1 AND key = $2";
+        // Writes go through the writer so that a read right after sees them.
+        let rec = with_writer!(&self.db, pool => {
+            sqlx::query(sql)
+                .bind(kind)
+                .bind(key)
+                .fetch_optional(pool)
+                .await?
+                .map(|r| -> Result<AuthRecord, sqlx::Error> {
+                    Ok(AuthRecord {
+                        value: r.try_get(0)?,
+                        family: r.try_get(1)?,
+                        state: r.try_get(2)?,
+                        expires_ms: r.try_get(3)?,
+                    })
+                })
+                .transpose()?
+        });
+        Ok(rec)
+    }
+
+    /// Moves a live, unexpired record to `state` atomically; `false` when it
+    /// was not live (a second use of a code or refresh token).
+    pub async fn auth_take(&self, kind: &str, key: &str, state: i64) -> StoreResult<bool> {
+        let sql = "UPDATE auth_state SET state = $3 WHERE kind = $1 AND key = $2 AND state = 0 AND expires_ms > $4";
+        let n = with_writer!(&self.db, pool => {
+            sqlx::query(sql)
+                .bind(kind)
+                .bind(key)
+                .bind(state)
+                .bind(now_ms())
+                .execute(pool)
+                .await?
+                .rows_affected()
+        });
+        Ok(n == 1)
+    }
+
+    /// Replaces a record's value (a pending authorization after login).
+    pub async fn auth_set_value(&self, kind: &str, key: &str, value: &str) -> StoreResult<bool> {
+        let sql = "UPDATE auth_state SET value = $3 WHERE kind = $1 AND key = $2 AND state = 0";
+        let n = with_writer!(&self.db, pool => {
+            sqlx::query(sql).bind(kind).bind(key).bind(value).execute(pool).await?.rows_affected()
+        });
+        Ok(n == 1)
+    }
+
+    /// Revokes every record of a family (a refresh-token chain).
+    pub async fn auth_revoke_family(&self, family: &str) -> StoreResult<u64> {
+        let sql = "UPDATE auth_state SET state = 2 WHERE family = $1";
+        let n = with_writer!(&self.db, pool => {
+            sqlx::query(sql).bind(family).execute(pool).await?.rows_affected()
+        });
+        Ok(n)
+    }
+
+    /// Deletes records that expired before `before_ms`.
+    pub async fn auth_purge(&self, before_ms: Millis) -> StoreResult<u64> {
+        let sql = "DELETE FROM auth_state WHERE expires_ms < $1";
+        let n = with_writer!(&self.db, pool => {
+            sqlx::query(sql).bind(before_ms).execute(pool).await?.rows_affected()
+        });
+        Ok(n)
+    }
+}
