@@ -6,7 +6,7 @@ CREATE TABLE auth_state (
     key TEXT NOT NULL,
     value TEXT NOT NULL,
     family TEXT,
-    state INTEGER NOT NULL DEFAULT 0,
+    state BIGINT NOT NULL DEFAULT 0,
     expires_ms BIGINT NOT NULL,
     PRIMARY KEY (kind, key)
 );

@@ -447,12 +447,17 @@ pub async fn consent(State(a): State<Arc<AuthServer>>, RawForm(body): RawForm) -
             };
             // The user must be able to read the patient they pick.
             let ctx = Ctx::new("picker", Arc::new(user_principal(&a, &user)));
-            let read = Interaction::Read {
-                res_type: crate::fhir::ResourceType::parse("Patient")
-                    .unwrap_or_else(|| unreachable!()),
-                id: pid.clone(),
+            let readable = match crate::fhir::ResourceType::parse("Patient") {
+                Some(res_type) if crate::fhir::is_valid_id(&pid) => {
+                    let read = Interaction::Read {
+                        res_type,
+                        id: pid.clone(),
+                    };
+                    a.service().execute(&ctx, read).await.is_ok()
+                }
+                _ => false,
             };
-            if !crate::fhir::is_valid_id(&pid) || a.service().execute(&ctx, read).await.is_err() {
+            if !readable {
                 return consent_page(&a, &key, &pending, Some("That patient cannot be chosen."))
                     .await;
             }

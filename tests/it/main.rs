@@ -12,3 +12,4 @@ mod crud;
 mod errors;
 mod history;
 mod search_cases;
+mod smart;
