@@ -156,8 +156,10 @@ impl Application {
             let _ = stop_rx.await;
         });
         let mut server = tokio::spawn(async move { server.await });
+        let purger = tokio::spawn(purge_auth_state(self.store.clone()));
         tokio::select! {
             res = &mut server => {
+                purger.abort();
                 self.store.close().await;
                 return Ok(res??);
             }
@@ -175,9 +177,27 @@ impl Application {
                 server.abort();
             }
         }
+        purger.abort();
         self.store.close().await;
         tracing::info!("stopped");
         Ok(())
+    }
+}
+
+/// How often expired codes, launches and tokens are deleted.
+pub const AUTH_PURGE_INTERVAL_S: u64 = 600;
+
+/// Deletes expired authorization state now and then (any instance may; the
+/// delete is idempotent).
+async fn purge_auth_state(store: Store) {
+    let mut tick = tokio::time::interval(Duration::from_secs(AUTH_PURGE_INTERVAL_S));
+    loop {
+        tick.tick().await;
+        match store.auth_purge(crate::fhir::instant::now_ms()).await {
+            Ok(n) if n > 0 => tracing::info!(rows = n, "expired authorization state purged"),
+            Ok(_) => {}
+            Err(e) => tracing::warn!(error = %e, "purging expired authorization state failed"),
+        }
     }
 }
 

@@ -78,9 +78,8 @@ pub fn verify_access(
         return Err(TokenError::Algorithm);
     }
     let kid = header.kid.ok_or(TokenError::UnknownKey)?;
-    let key = ring.find(&kid).ok_or(TokenError::UnknownKey)?;
-    let (n, e) = key.public_components().map_err(|_| TokenError::Invalid)?;
-    let dec = DecodingKey::from_rsa_components(&n, &e).map_err(|_| TokenError::Invalid)?;
+    let (n, e) = ring.public_key(&kid).ok_or(TokenError::UnknownKey)?;
+    let dec = DecodingKey::from_rsa_components(n, e).map_err(|_| TokenError::Invalid)?;
     let mut v = Validation::new(Algorithm::RS256);
     v.leeway = CLOCK_LEEWAY_S;
     v.set_issuer(&[issuer]);

@@ -32,6 +32,9 @@ pub struct StoredKey {
 #[derive(Debug, Clone, Serialize, Deserialize, Default)]
 pub struct KeyRing {
     pub keys: Vec<StoredKey>,
+    /// `(kid, n, e)` of each key, computed once at load (verification is per request).
+    #[serde(skip)]
+    public: Vec<(String, String, String)>,
 }
 
 /// Why keys could not be loaded or written.
@@ -101,15 +104,16 @@ impl KeyRing {
                 if ring.keys.is_empty() {
                     return Err(io_err(&path, "holds no key"));
                 }
-                Ok(ring)
+                ring.with_public()
             }
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
                 let ring = KeyRing {
                     keys: vec![new_key()?],
+                    public: Vec::new(),
                 };
                 save(&path, &ring)?;
                 tracing::info!("created a signing key");
-                Ok(ring)
+                ring.with_public()
             }
             Err(e) => Err(io_err(&path, e)),
         }
@@ -127,6 +131,23 @@ impl KeyRing {
         Ok(kid)
     }
 
+    fn with_public(mut self) -> Result<KeyRing, KeyError> {
+        self.public = self
+            .keys
+            .iter()
+            .map(|k| k.public_components().map(|(n, e)| (k.kid.clone(), n, e)))
+            .collect::<Result<_, _>>()?;
+        Ok(self)
+    }
+
+    /// `(n, e)` of the key `kid`, base64url.
+    pub fn public_key(&self, kid: &str) -> Option<(&str, &str)> {
+        self.public
+            .iter()
+            .find(|(k, _, _)| k == kid)
+            .map(|(_, n, e)| (n.as_str(), e.as_str()))
+    }
+
     /// The key new tokens are signed with.
     pub fn current(&self) -> Result<&StoredKey, KeyError> {
         self.keys
@@ -141,12 +162,9 @@ impl KeyRing {
     /// The public keys as a JWK Set.
     pub fn jwks(&self) -> Value {
         let keys: Vec<Value> = self
-            .keys
+            .public
             .iter()
-            .filter_map(|k| {
-                let (n, e) = k.public_components().ok()?;
-                Some(json!({"kty": "RSA", "use": "sig", "alg": "RS256", "kid": k.kid, "n": n, "e": e}))
-            })
+            .map(|(kid, n, e)| json!({"kty": "RSA", "use": "sig", "alg": "RS256", "kid": kid, "n": n, "e": e}))
             .collect();
         json!({ "keys": keys })
     }

@@ -52,6 +52,8 @@ pub const CODE_TTL_S: i64 = 60;
 pub const PENDING_TTL_S: i64 = 600;
 /// EHR launch contexts live this long.
 pub const LAUNCH_TTL_S: i64 = 300;
+/// A token with an unknown `kid` re-reads the key file at most this often.
+pub const KEY_RELOAD_MIN_S: u64 = 10;
 /// Longest bearer token accepted, in bytes.
 pub const MAX_TOKEN_BYTES: usize = 8 * 1024;
 
@@ -77,6 +79,8 @@ pub struct AuthServer {
     pub settings: AuthSettings,
     pub config: SmartConfig,
     keys: RwLock<Arc<KeyRing>>,
+    /// When the key file was last re-read (at most once per [`KEY_RELOAD_MIN_S`]).
+    keys_read_at: std::sync::Mutex<std::time::Instant>,
     store: Store,
     /// For the patient picker, which searches as the signed-in user.
     service: FhirService,
@@ -209,6 +213,7 @@ impl AuthServer {
             settings,
             config,
             keys: RwLock::new(Arc::new(ring)),
+            keys_read_at: std::sync::Mutex::new(std::time::Instant::now()),
             store,
             service,
             http,
@@ -248,6 +253,12 @@ impl AuthServer {
 
     /// Re-reads the key file (after `vesta keys rotate` on a running server).
     fn reload_keys(&self) {
+        match self.keys_read_at.lock() {
+            Ok(mut at) if at.elapsed().as_secs() >= KEY_RELOAD_MIN_S => {
+                *at = std::time::Instant::now();
+            }
+            _ => return,
+        }
         if let Ok(ring) = KeyRing::load_or_create(&self.settings.key_dir) {
             if let Ok(mut k) = self.keys.write() {
                 *k = Arc::new(ring);
