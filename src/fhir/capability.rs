@@ -40,7 +40,6 @@ pub fn capability_statement(base_url: &str, started_ms: Millis, reg: &Registry) 
                 "conditionalCreate": true,
                 "conditionalRead": "not-supported",
                 "conditionalUpdate": true,
-                "conditionalPatch": true,
                 "conditionalDelete": "single",
                 "searchInclude": ["*"],
                 "searchRevInclude": ["*"],
@@ -95,4 +94,20 @@ pub fn smart_security(issuer: &str) -> Value {
             ]
         }]
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// SMART clients (fhirclient among them) parse `/metadata` strictly as an
+    /// R4 CapabilityStatement, so it must hold no element R4 lacks.
+    #[test]
+    fn the_capability_statement_is_valid_r4() {
+        let reg = crate::search::definitions::core();
+        let cs = capability_statement("http://localhost/fhir", 0, &reg);
+        if let Err(e) = crate::fhir::format::validate_resource(&cs) {
+            panic!("not a valid R4 CapabilityStatement: {e:?}");
+        }
+    }
 }

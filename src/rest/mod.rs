@@ -7,6 +7,7 @@ mod body;
 mod fhir;
 mod health;
 mod metrics;
+pub mod openapi;
 mod render;
 
 use std::sync::Arc;
@@ -35,6 +36,10 @@ pub fn router(state: Arc<AppState>) -> Router {
         .route("/metrics", get(metrics::metrics))
         .fallback(render::unknown_route)
         .method_not_allowed_fallback(render::method_not_allowed)
-        .with_state(state)
+        .with_state(state.clone())
         .merge(auth)
+        .merge(utoipa_swagger_ui::SwaggerUi::new("/docs").url(
+            "/openapi.json",
+            openapi::document(&state.auth.issuer, &state.auth.fhir_base),
+        ))
 }

@@ -11,5 +11,7 @@ mod corpus;
 mod crud;
 mod errors;
 mod history;
+mod openapi;
 mod search_cases;
 mod smart;
+mod smart_fhirclient;

@@ -39,9 +39,9 @@ from html.parser import HTMLParser
 import requests
 
 try:
-    import fhirclient
     from fhirclient import client as fhir_client_module
     from fhirclient.auth import FHIRAuth, FHIROAuth2Auth
+    from fhirclient.models.fhirabstractbase import FHIRValidationError
     from fhirclient.models.observation import Observation
     from fhirclient.models.patient import Patient
     from fhirclient.server import FHIRNotFoundException
@@ -250,7 +250,7 @@ class Run:
         return fhir_client_module.FHIRClient(settings=settings)
 
     def browser_flow(self, authorize_url, *, pick_patient=None, type_patient=None,
-                     decision="approve", untick=()):
+                     decision="approve"):
         """Play the user's browser from the authorize URL to the redirect back
         to the app. Returns (consent form, redirect Location)."""
         browser = requests.Session()
@@ -268,15 +268,27 @@ class Run:
         if r.status_code != 200:
             fail(f"POST /auth/login did not give the consent page: {show(r)}")
         consent = form_posting_to(r.text, "/auth/consent")
-        data = [("pending", hidden(consent, "pending"))]
+        hidden(consent, "pending")
+        if pick_patient is not None and pick_patient not in consent.selects.get("patient", []):
+            fail(f"consent page's patient picker has no option {pick_patient!r}: {consent.selects}")
+        # Submit what a browser submits: every named field (the untouched
+        # select sends its first option, an empty text field sends ""), the
+        # checked boxes, and the clicked button.
+        typed = {"patient": pick_patient, "patient_id": type_patient}
+        data = []
         for i in consent.inputs:
-            if i.get("type", "").lower() == "checkbox" and i.get("name") == "scope":
-                if "checked" in i and i.get("value") not in untick:
-                    data.append(("scope", i.get("value", "")))
-        if pick_patient is not None:
-            data.append(("patient", pick_patient))
-        if type_patient is not None:
-            data.append(("patient_id", type_patient))
+            name, kind = i.get("name"), i.get("type", "text").lower()
+            if not name or kind in ("submit", "button", "image", "reset"):
+                continue
+            if kind in ("checkbox", "radio"):
+                if "checked" in i:
+                    data.append((name, i.get("value", "on")))
+            else:
+                data.append((name, typed.get(name) if typed.get(name) is not None else i.get("value", "")))
+        for name, options in consent.selects.items():
+            data.append((name, typed.get(name) if typed.get(name) is not None else (options or [""])[0]))
+        if ("decision", decision) not in consent.buttons:
+            fail(f"consent page has no button decision={decision}: {consent.buttons}")
         data.append(("decision", decision))
         consent_url = urllib.parse.urljoin(r.url, consent.action)
         self.same_origin(consent_url, "consent form action")
@@ -337,7 +349,14 @@ class Run:
         client = self.new_client()
 
         # --- 1. discovery and the authorize URL (fhirclient) ---
-        authorize_url = client.authorize_url  # fetches /metadata, picks oauth-uris
+        try:
+            # fetches /metadata, parses it (strictly, as every fhirclient app
+            # does) into an R4 CapabilityStatement, picks the oauth-uris
+            authorize_url = client.authorize_url
+        except FHIRValidationError as e:
+            fail("fhirclient cannot parse GET /fhir/metadata as an R4 CapabilityStatement, so no "
+                 f"fhirclient app can discover the SMART endpoints: {' '.join(str(e).split())}")
+        ok("fhirclient parsed /metadata as an R4 CapabilityStatement")
         auth = client.server.auth
         expect(isinstance(auth, FHIROAuth2Auth),
                "fhirclient found OAuth2 (SMART oauth-uris extension) in /metadata",
@@ -379,7 +398,6 @@ class Run:
                and cbq.get("state") == q["state"] and cbq.get("iss") == self.issuer,
                "consent redirects to redirect_uri with code, the same state, and iss = issuer",
                f"Location: {location}; issuer {self.issuer}")
-        code = cbq["code"]
 
         # --- 3. fhirclient exchanges the code ---
         try:
