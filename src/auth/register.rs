@@ -15,7 +15,7 @@ use super::clients::{
 };
 use super::{no_store, now_s, random_secret, sha256_hex, AuthServer};
 use crate::policy::scope::Perms;
-use crate::policy::Decision;
+use crate::policy::{Decision, PrincipalKind};
 
 fn reg_error(status: StatusCode, error: &str, description: &str) -> Response {
     let mut r = (
@@ -42,6 +42,11 @@ async fn is_admin(a: &AuthServer, headers: &HeaderMap) -> Result<bool, Response>
             "the initial access token is not valid",
         )
     })?;
+    // Only a verified token makes an administrator: under `--insecure-open`
+    // every caller is "open", and a registration made then would outlive it.
+    if p.kind != PrincipalKind::Token {
+        return Ok(false);
+    }
     Ok(p.role.as_deref() == Some("admin")
         || (p.username.is_none() && p.decide(Perms::ALL, "Patient") == Decision::Unrestricted))
 }

@@ -149,8 +149,20 @@ impl Store {
     pub async fn close(&self) {
         match &self.db {
             Db::Sqlite { read, write } => {
-                write.close().await;
+                // Readers first, so that the writer's checkpoint can move the
+                // whole WAL into the database file: after a clean stop
+                // `vesta.db` alone holds everything (a copied file is a backup).
                 read.close().await;
+                if let Err(e) = sqlx::query("PRAGMA wal_checkpoint(TRUNCATE)")
+                    .execute(write)
+                    .await
+                {
+                    tracing::warn!(
+                        error_kind = "checkpoint",
+                        "WAL checkpoint at close failed: {e}"
+                    );
+                }
+                write.close().await;
             }
             Db::Postgres(pool) => pool.close().await,
         }

@@ -867,3 +867,22 @@ async fn backend_services(backend: Backend) {
     assert_eq!(st, 401);
 }
 both_backends!(backend_services);
+
+/// `--insecure-open` turns authorization off for FHIR requests only: it must
+/// not let anyone register a backend client, which would outlive the mode.
+async fn insecure_open_grants_no_registration_rights(backend: Backend) {
+    let app = crate::helpers::spawn_with(backend, |s| s.insecure_open = true).await;
+    let root = app.base.trim_end_matches("/fhir").to_string();
+    let reg = json!({"token_endpoint_auth_method": "client_secret_basic",
+        "grant_types": ["client_credentials"], "scope": "system/*.cruds", "client_name": "backdoor"});
+    let r = app
+        .anon
+        .post(format!("{root}/auth/register"))
+        .header("authorization", "Bearer anything")
+        .json(&reg)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 400, "{}", r.text().await.unwrap());
+}
+both_backends!(insecure_open_grants_no_registration_rights);
