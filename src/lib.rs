@@ -4,6 +4,7 @@
 //! the `service` layer, which validates, enforces limits and versioning, and
 //! uses the `store` (SQLite or PostgreSQL). See `docs/ARCHITECTURE.md`.
 
+pub mod audit;
 pub mod auth;
 pub mod cli;
 pub mod config;

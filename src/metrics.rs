@@ -14,6 +14,7 @@ pub struct Metrics {
     requests: IntCounterVec,
     latency: HistogramVec,
     pool: IntGaugeVec,
+    audit: IntCounterVec,
 }
 
 /// Latency buckets in seconds (1 ms to 10 s).
@@ -48,6 +49,15 @@ static METRICS: LazyLock<Metrics> = LazyLock::new(|| {
         &["pool", "state"],
     )
     .expect("constant metric definition");
+    let audit = IntCounterVec::new(
+        Opts::new(
+            "audit_records_total",
+            "AuditEvents appended to the audit trail, by result (ok or failed)",
+        ),
+        &["result"],
+    )
+    .expect("constant metric definition");
+    let _ = registry.register(Box::new(audit.clone()));
     let _ = registry.register(Box::new(requests.clone()));
     let _ = registry.register(Box::new(latency.clone()));
     let _ = registry.register(Box::new(pool.clone()));
@@ -56,8 +66,17 @@ static METRICS: LazyLock<Metrics> = LazyLock::new(|| {
         requests,
         latency,
         pool,
+        audit,
     }
 });
+
+/// Counts `n` AuditEvents appended (or lost to a failed append).
+pub fn record_audit_writes(n: usize, ok: bool) {
+    METRICS
+        .audit
+        .with_label_values(&[if ok { "ok" } else { "failed" }])
+        .inc_by(n as u64);
+}
 
 /// Records one FHIR request. `label` is the interaction label
 /// (`"read Patient"`, `"search-type Observation"`, `"capabilities"`).

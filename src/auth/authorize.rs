@@ -255,6 +255,7 @@ fn user_principal(a: &AuthServer, user: &super::smart_config::User) -> Principal
                 .unwrap_or("")
                 .to_string()
         }),
+        audit_reader: role.is_some_and(|r| r.audit),
         ..Principal::open()
     }
 }
@@ -337,7 +338,12 @@ async fn consent_page(
 }
 
 /// `POST /auth/login`
-pub async fn login(State(a): State<Arc<AuthServer>>, RawForm(body): RawForm) -> Response {
+pub async fn login(
+    State(a): State<Arc<AuthServer>>,
+    extensions: axum::http::Extensions,
+    RawForm(body): RawForm,
+) -> Response {
+    let peer = crate::audit::peer_of(&extensions);
     let f: HashMap<String, String> = pairs(&body).into_iter().collect();
     let key = f.get("pending").cloned().unwrap_or_default();
     let Some(mut pending) = load_pending(&a, &key).await else {
@@ -354,6 +360,16 @@ pub async fn login(State(a): State<Arc<AuthServer>>, RawForm(body): RawForm) -> 
     let ok = tokio::task::spawn_blocking(move || auth.config.authenticate(&u, &pw).is_some())
         .await
         .unwrap_or(false);
+    let who = Principal {
+        username: Some(username.to_string()),
+        client_id: Some(pending.client_id.clone()),
+        ..Principal::anonymous()
+    };
+    let status = if ok { 200 } else { 401 };
+    let detail = (!ok).then(|| "unknown username or wrong password".to_string());
+    if let Err(r) = a.audit(who, peer, "login", status, detail).await {
+        return r;
+    }
     if !ok {
         tracing::warn!(kind = "login", outcome = "failure", "sign-in failed");
         let name = a

@@ -106,8 +106,10 @@ async fn refresh_status(a: &AuthServer, token: &str) -> Option<Value> {
 pub async fn revoke(
     State(a): State<Arc<AuthServer>>,
     headers: HeaderMap,
+    extensions: axum::http::Extensions,
     RawForm(body): RawForm,
 ) -> Response {
+    let peer = crate::audit::peer_of(&extensions);
     if body.len() > MAX_REQUEST_BYTES {
         return OAuthError::invalid_request("the request is too long").into_response();
     }
@@ -131,6 +133,13 @@ pub async fn revoke(
                 }
             }
             tracing::info!(kind = "revoke", "refresh token family revoked");
+            let who = crate::policy::Principal {
+                client_id: Some(client.client_id.clone()),
+                ..crate::policy::Principal::anonymous()
+            };
+            if let Err(r) = a.audit(who, peer, "token-revoked", 200, None).await {
+                return r;
+            }
         }
         return StatusCode::OK.into_response();
     }
@@ -145,6 +154,14 @@ pub async fn revoke(
             return OAuthError::server_error().into_response();
         }
         tracing::info!(kind = "revoke", "access token revoked");
+        if c.client_id == client.client_id {
+            if let Err(r) = a
+                .audit(a.principal_of(&c), peer, "token-revoked", 200, None)
+                .await
+            {
+                return r;
+            }
+        }
     }
     // RFC 7009: unknown tokens are not an error.
     StatusCode::OK.into_response()

@@ -27,7 +27,7 @@ use std::sync::{Arc, RwLock};
 use axum::http::{header, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
-use axum::Router;
+use axum::{Json, Router};
 use serde_json::json;
 use sha2::{Digest, Sha256};
 
@@ -228,6 +228,37 @@ impl AuthServer {
         &self.service
     }
 
+    /// Records an authorization event (`login`, `token-issued`,
+    /// `token-refreshed`, `token-revoked`) for `principal` from `peer`.
+    /// `Err` carries the 503 to answer instead: an event that cannot be
+    /// recorded does not happen (fail closed).
+    pub(crate) async fn audit(
+        &self,
+        principal: Principal,
+        peer: Option<String>,
+        code: &'static str,
+        status: u16,
+        detail: Option<String>,
+    ) -> Result<(), Response> {
+        let ctx = crate::service::Ctx::new(String::new(), Arc::new(principal)).via("auth", peer);
+        self.service
+            .audit_auth_event(&ctx, code, status, detail)
+            .await
+            .map_err(|_| {
+                (
+                    StatusCode::SERVICE_UNAVAILABLE,
+                    Json(json!({"error": "temporarily_unavailable", "error_description": "the audit trail cannot be written"})),
+                )
+                    .into_response()
+            })
+    }
+
+    /// The principal an access token we just issued stands for (for audit).
+    pub(crate) async fn principal_of_issued(&self, access_token: &str) -> Option<Principal> {
+        let claims = self.verify(access_token, &self.fhir_base).await.ok()?;
+        Some(self.principal_of(&claims))
+    }
+
     pub fn http(&self) -> &reqwest::Client {
         &self.http
     }
@@ -317,6 +348,12 @@ impl AuthServer {
             scopes: scope::resource_scopes(&scope::parse_list(&claims.scope)),
             self_patient,
             token_id: Some(claims.jti.clone()),
+            // A user by their role; a backend client (no user) by its scopes.
+            audit_reader: match (claims.sub != claims.client_id, role) {
+                (true, Some(r)) => r.audit,
+                (true, None) => false,
+                (false, _) => true,
+            },
         }
     }
 

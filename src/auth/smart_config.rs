@@ -30,6 +30,10 @@ pub struct Role {
     /// Users of this role reach only their own record (`fhirUser` Patient).
     #[serde(default)]
     pub self_only: bool,
+    /// Users of this role may search the whole audit trail (their scopes
+    /// must still allow AuditEvent).
+    #[serde(default)]
+    pub audit: bool,
     #[serde(default)]
     pub description: String,
 }

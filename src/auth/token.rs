@@ -14,6 +14,7 @@ use openidconnect::{PkceCodeChallenge, PkceCodeVerifier};
 use super::grant::{CodeRecord, Grant, LaunchContext, CODE_KIND, REFRESH_KIND};
 use super::{constant_time_eq, no_store, now_s, sha256_hex, AuthServer, OAuthError};
 use crate::policy::scope::{self, Context, Scope};
+use crate::policy::Principal;
 use crate::store::{LIVE, USED};
 
 /// Longest token request accepted, in bytes.
@@ -22,8 +23,10 @@ pub const MAX_TOKEN_REQUEST_BYTES: usize = 32 * 1024;
 pub async fn token(
     State(a): State<Arc<AuthServer>>,
     headers: HeaderMap,
+    extensions: axum::http::Extensions,
     RawForm(body): RawForm,
 ) -> Response {
+    let peer = crate::audit::peer_of(&extensions);
     if body.len() > MAX_TOKEN_REQUEST_BYTES {
         return OAuthError::invalid_request("the token request is too long").into_response();
     }
@@ -39,9 +42,22 @@ pub async fn token(
         )),
         None => Err(OAuthError::invalid_request("grant_type is missing")),
     };
+    let code = if form.get("grant_type").map(String::as_str) == Some("refresh_token") {
+        "token-refreshed"
+    } else {
+        "token-issued"
+    };
     match result {
         Ok(body) => {
             tracing::info!(kind = "token", outcome = "issued", "token issued");
+            let principal = match body["access_token"].as_str() {
+                Some(t) => a.principal_of_issued(t).await,
+                None => None,
+            }
+            .unwrap_or_else(Principal::anonymous);
+            if let Err(r) = a.audit(principal, peer, code, 200, None).await {
+                return r;
+            }
             let mut resp = Json(body).into_response();
             no_store(&mut resp);
             resp
@@ -53,6 +69,17 @@ pub async fn token(
                 error = e.error,
                 "token request refused"
             );
+            let principal = Principal {
+                client_id: form.get("client_id").cloned(),
+                ..Principal::anonymous()
+            };
+            let detail = Some(e.error.to_string());
+            if let Err(r) = a
+                .audit(principal, peer, code, e.status.as_u16(), detail)
+                .await
+            {
+                return r;
+            }
             e.into_response()
         }
     }

@@ -171,10 +171,8 @@ async fn import_document(
         {
             BundleImport::Interaction(bundle) => {
                 // The operator's own command: local, unrestricted access.
-                let ctx = Ctx {
-                    request_id: format!("import-{}", uuid::Uuid::new_v4()),
-                    ..Ctx::internal()
-                };
+                let mut ctx = Ctx::internal();
+                ctx.request_id = format!("import-{}", uuid::Uuid::new_v4());
                 let outcome = service
                     .execute(
                         &ctx,

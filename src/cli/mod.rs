@@ -34,6 +34,29 @@ pub enum Command {
     /// Manage the token signing keys in the data folder.
     #[command(subcommand)]
     Keys(KeysCommand),
+    /// Check or export the audit trail (AuditEvents in a hash chain).
+    #[command(subcommand)]
+    Audit(AuditCommand),
+}
+
+#[derive(Debug, Subcommand)]
+pub enum AuditCommand {
+    /// Walk the hash chain and report the first broken link (exit status 1 if any).
+    Verify {
+        #[command(flatten)]
+        store: StoreArgs,
+    },
+    /// Write AuditEvents as NDJSON (one per line, in chain order) for retention.
+    Export {
+        /// Output file; standard output when absent.
+        #[arg(long)]
+        out: Option<PathBuf>,
+        /// Export only events after this chain position (as printed by an earlier export).
+        #[arg(long, default_value_t = 0)]
+        after: i64,
+        #[command(flatten)]
+        store: StoreArgs,
+    },
 }
 
 #[derive(Debug, Args)]
@@ -330,10 +353,55 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
             );
             Ok(())
         }
+        Command::Audit(cmd) => audit_command(cmd).await,
         Command::Import(args) => {
             crate::telemetry::init(false);
             let s = settings(&args.store, None, None)?;
             import::run(&s, &args.files, args.quiet).await
+        }
+    }
+}
+
+async fn audit_command(cmd: AuditCommand) -> anyhow::Result<()> {
+    crate::telemetry::init(false);
+    match cmd {
+        AuditCommand::Verify { store } => {
+            let s = settings(&store, None, None)?;
+            let store = crate::store::Store::open(&s.store_options()).await?;
+            let report = crate::audit::chain::verify(&store).await?;
+            store.close().await;
+            match report.broken {
+                None => {
+                    println!("audit trail intact: {} links checked", report.checked);
+                    Ok(())
+                }
+                Some((seq, why)) => {
+                    println!(
+                        "audit trail BROKEN at link {seq}: {why} ({} links before it are intact)",
+                        report.checked
+                    );
+                    std::process::exit(1);
+                }
+            }
+        }
+        AuditCommand::Export { out, after, store } => {
+            let s = settings(&store, None, None)?;
+            let store = crate::store::Store::open(&s.store_options()).await?;
+            let (written, last) = match &out {
+                Some(path) => {
+                    let mut f = std::io::BufWriter::new(std::fs::File::create(path)?);
+                    let r = crate::audit::export::export_ndjson(&store, after, &mut f).await?;
+                    std::io::Write::flush(&mut f)?;
+                    r
+                }
+                None => {
+                    let mut lock = std::io::stdout().lock();
+                    crate::audit::export::export_ndjson(&store, after, &mut lock).await?
+                }
+            };
+            store.close().await;
+            eprintln!("{written} AuditEvents exported; last chain position {last} (use --after {last} next time)");
+            Ok(())
         }
     }
 }

@@ -27,6 +27,31 @@ pub fn in_patient_compartment(
     })
 }
 
+/// The ids of the patients whose compartment holds `resource` (itself, for
+/// a Patient), for the audit trail.
+pub fn patients_of(reg: &Registry, res_type: &str, resource: &Value) -> Vec<String> {
+    if res_type == "Patient" {
+        return resource
+            .get("id")
+            .and_then(Value::as_str)
+            .map(|id| vec![id.to_string()])
+            .unwrap_or_default();
+    }
+    let Some(params) = compartment::patient_params(res_type) else {
+        return Vec::new();
+    };
+    let rows = extract_params(reg, resource, params);
+    let mut out: Vec<String> = Vec::new();
+    for r in &rows.references {
+        if let (Some("Patient"), Some(id)) = (r.target_type.as_deref(), r.target_id.as_deref()) {
+            if !out.iter().any(|o| o == id) {
+                out.push(id.to_string());
+            }
+        }
+    }
+    out
+}
+
 /// True when `resource` matches every `(parameter, value)` pair; values are
 /// token searches (`system|code`, `code`, `|code`, `system|`, comma for or).
 /// Parameters of other types never match (such scopes are not granted).

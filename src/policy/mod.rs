@@ -41,6 +41,9 @@ pub struct Principal {
     pub self_patient: Option<String>,
     /// The access token's `jti`, for audit.
     pub token_id: Option<String>,
+    /// May search the whole audit trail (roles marked `audit = true`,
+    /// backend clients by their scopes alone, local commands).
+    pub audit_reader: bool,
 }
 
 /// A condition a resource must meet to be reached under one scope.
@@ -92,6 +95,7 @@ impl Principal {
             scopes: Vec::new(),
             self_patient: None,
             token_id: None,
+            audit_reader: true,
         }
     }
 
@@ -99,6 +103,7 @@ impl Principal {
     pub fn anonymous() -> Principal {
         Principal {
             kind: PrincipalKind::Anonymous,
+            audit_reader: false,
             ..Principal::open()
         }
     }

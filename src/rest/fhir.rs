@@ -6,6 +6,7 @@ use std::sync::Arc;
 
 use axum::body::Body;
 use axum::extract::State;
+use axum::http::Extensions;
 use axum::http::{header, HeaderMap, Method, Uri};
 use axum::response::Response;
 
@@ -80,6 +81,7 @@ pub async fn handle(
     method: Method,
     uri: Uri,
     headers: HeaderMap,
+    extensions: Extensions,
     body: Body,
 ) -> Response {
     let started = std::time::Instant::now();
@@ -92,6 +94,10 @@ pub async fn handle(
         .and_then(|v| v.to_str().ok())
         .unwrap_or_default()
         .to_string();
+    let peer = crate::audit::peer_of(&extensions);
+    // Set once the request's AuditEvent is taken care of (by the service, or
+    // here for a refusal at authentication).
+    let mut audited = false;
     let result = async {
         let bytes = read_limited(body, service.limits().max_body_bytes).await?;
         let path = uri.path().trim_start_matches("/fhir").trim_matches('/');
@@ -121,14 +127,41 @@ pub async fn handle(
         );
         label = interaction.label();
         tracing::Span::current().record("interaction", label.as_str());
-        let principal = authenticate(&state, &headers, &interaction)
-            .await
-            .inspect_err(|e| challenge = Some(www_authenticate(e)))?;
-        let ctx = Ctx::new(request_id, Arc::new(principal));
+        let principal = match authenticate(&state, &headers, &interaction).await {
+            Ok(p) => p,
+            Err(e) => {
+                challenge = Some(www_authenticate(&e));
+                let ctx = Ctx::new(request_id.clone(), Arc::new(Principal::anonymous()))
+                    .via("rest", peer.clone());
+                audited = true;
+                service.audit_refusal(&ctx, Some(&interaction), &e).await?;
+                return Err(e);
+            }
+        };
+        let ctx = Ctx::new(request_id.clone(), Arc::new(principal)).via("rest", peer.clone());
+        audited = true;
         let outcome = service.execute(&ctx, interaction).await?;
         Ok::<_, ServiceError>((outcome, is_write))
     }
     .await;
+    let result = match result {
+        Err(e) if !audited => {
+            // Refused before it was understood (size, media type, URL):
+            // recorded under whoever the token names, if anyone.
+            let authz = header_str(&headers, header::AUTHORIZATION);
+            let principal = state
+                .auth
+                .principal(authz, &state.auth.fhir_base)
+                .await
+                .unwrap_or_else(|_| Principal::anonymous());
+            let ctx = Ctx::new(request_id, Arc::new(principal)).via("rest", peer);
+            match service.audit_refusal(&ctx, None, &e).await {
+                Ok(()) => Err(e),
+                Err(audit_failed) => Err(audit_failed),
+            }
+        }
+        other => other,
+    };
     let response = match result {
         Ok((o, is_write)) => render::outcome(o, service.base_url(), p, is_write),
         Err(e) => {

@@ -10,7 +10,9 @@ use serde_json::{json, Value};
 use super::access::WriteGuard;
 use super::crud::{delete_in_tx, invalid, new_id, patch_in_tx, write_in_tx, Effect, WriteKind};
 use super::interaction::{parse, Interaction, Preference, RawRequest};
-use super::{Body, Ctx, FhirService, Outcome, ServiceError, ServiceResult, StoredResource};
+use super::{
+    Body, Ctx, FhirService, Outcome, ServiceError, ServiceResult, StoredResource, VersionFacts,
+};
 use crate::fhir::bundle::{entry_response, finish, new_bundle};
 use crate::fhir::outcome::Issue;
 use crate::fhir::resource::{conditional_references, rewrite_references};
@@ -280,6 +282,8 @@ impl FhirService {
         let reg = self.registry.get();
         for (_, entry) in &mut entries {
             let index = entry.index;
+            super::audit::refuse_audit_writes(&entry.interaction)
+                .map_err(|e| entry_error(index, e))?;
             let key = match &mut entry.interaction {
                 Interaction::Create {
                     res_type, resource, ..
@@ -322,6 +326,8 @@ impl FhirService {
         // 3. Writes in the spec's order, in one database transaction.
         entries.sort_by_key(|(_, e)| phase(&e.interaction));
         let mut reads = Vec::new();
+        let mut written: Vec<StoredResource> = Vec::new();
+        let mut deleted: Vec<VersionFacts> = Vec::new();
         let guard = WriteGuard::new(&reg, ctx);
         let mut tx = self.store.begin().await?;
         for (_, entry) in entries {
@@ -394,9 +400,16 @@ impl FhirService {
                     continue;
                 }
             };
+            match (&outcome.body, &outcome.version) {
+                (Body::Stored(r), _) => written.push(r.clone()),
+                (Body::None, Some(v)) => deleted.push(v.clone()),
+                _ => {}
+            }
             results.push((index, self.response_entry(outcome, pref)));
         }
-        tx.commit().await?;
+        let stored: Vec<&StoredResource> = written.iter().collect();
+        let gone: Vec<&VersionFacts> = deleted.iter().collect();
+        self.commit_audited(ctx, tx, 200, &stored, &gone).await?;
         // 4. Reads run after the writes are committed.
         for (index, interaction) in reads {
             let entry = match Box::pin(self.execute(ctx, interaction)).await {

@@ -348,7 +348,7 @@ impl FhirService {
             &WriteGuard::new(&self.registry.get(), ctx),
         )
         .await?;
-        tx.commit().await?;
+        self.commit_audited(ctx, tx, 201, &[&stored], &[]).await?;
         Ok(Outcome::stored(201, stored))
     }
 
@@ -385,11 +385,10 @@ impl FhirService {
                 Err(e) if e.status == 409 && attempts < 2 => continue,
                 other => other?,
             };
-            tx.commit().await?;
-            return Ok(Outcome::stored(
-                if effect == Effect::Created { 201 } else { 200 },
-                stored,
-            ));
+            let status = if effect == Effect::Created { 201 } else { 200 };
+            self.commit_audited(ctx, tx, status, &[&stored], &[])
+                .await?;
+            return Ok(Outcome::stored(status, stored));
         }
     }
 
@@ -414,7 +413,7 @@ impl FhirService {
             &WriteGuard::new(&reg, ctx),
         )
         .await?;
-        tx.commit().await?;
+        self.commit_audited(ctx, tx, 200, &[&stored], &[]).await?;
         Ok(Outcome::stored(200, stored))
     }
 
@@ -432,7 +431,9 @@ impl FhirService {
             &WriteGuard::new(&self.registry.get(), ctx),
         )
         .await?;
-        tx.commit().await?;
+        let deleted: Vec<&super::VersionFacts> = facts.iter().collect();
+        let status = if facts.is_some() { 204 } else { 404 };
+        self.commit_audited(ctx, tx, status, &[], &deleted).await?;
         match facts {
             Some(facts) => Ok(Outcome {
                 status: 204,

@@ -6,9 +6,13 @@ use serde_json::Value;
 
 use super::access::WriteGuard;
 use super::crud::{invalid, new_id, write_in_tx, Effect, WriteKind};
+use super::Ctx;
 use super::{FhirService, ServiceError, ServiceResult};
+use crate::audit::event::{build, Action, AuditFacts, EventKind};
+use crate::fhir::instant::now_ms;
 use crate::fhir::validate::{check_resource, IdRule};
 use crate::fhir::ResourceType;
+use crate::search::compartment;
 use crate::search::definitions::Registry;
 use crate::search::index::extract;
 use crate::store::IndexRows;
@@ -76,7 +80,21 @@ impl FhirService {
         // `vesta import` is the operator's own command, run with local access.
         let guard = WriteGuard::open(&reg);
         let mut tx = self.store.begin().await?;
+        let mut facts = AuditFacts::new(EventKind::Operation("import".into()), Action::Create);
         for r in chunk {
+            facts.entity(format!("{}/{}", r.res_type, r.id));
+            if r.res_type.as_str() == "Patient" {
+                facts.patient(&r.id);
+            } else if let Some(params) = compartment::patient_params(r.res_type.as_str()) {
+                for row in &r.index.references {
+                    if row.target_type.as_deref() == Some("Patient") && params.contains(&row.param)
+                    {
+                        if let Some(id) = &row.target_id {
+                            facts.patient(id);
+                        }
+                    }
+                }
+            }
             let kind = if r.upsert {
                 WriteKind::Update { if_match: None }
             } else {
@@ -92,6 +110,13 @@ impl FhirService {
                 Effect::Unchanged => counts.unchanged += 1,
             }
         }
+        facts.detail = Some(format!(
+            "{} created, {} updated, {} unchanged",
+            counts.created, counts.updated, counts.unchanged
+        ));
+        let ctx = Ctx::internal();
+        let row = build(&facts, &self.actor(&ctx), now_ms());
+        tx.append_audit(&[row]).await?;
         tx.commit().await?;
         Ok(counts)
     }

@@ -117,6 +117,8 @@ pub enum Interaction {
     },
     /// `POST /$reindex`: put stored SearchParameters in force and rebuild the index.
     Reindex,
+    /// `GET|POST /AuditEvent/$verify-audit`: check the audit trail's hash chain.
+    VerifyAudit,
 }
 
 impl Interaction {
@@ -154,6 +156,7 @@ impl Interaction {
             },
             Interaction::Bundle { .. } => "batch/transaction".into(),
             Interaction::Reindex => "operation reindex".into(),
+            Interaction::VerifyAudit => "operation verify-audit".into(),
         }
     }
 }
@@ -251,6 +254,8 @@ pub fn parse(req: RawRequest<'_>) -> ServiceResult<Interaction> {
         (_, []) => Err(not_allowed(method)),
         ("POST", ["$reindex"]) => Ok(Interaction::Reindex),
         (_, ["$reindex"]) => Err(not_allowed(method)),
+        ("GET" | "POST", ["AuditEvent", "$verify-audit"]) => Ok(Interaction::VerifyAudit),
+        (_, ["AuditEvent", "$verify-audit"]) => Err(not_allowed(method)),
         ("GET", ["_history"]) => Ok(Interaction::History {
             scope: HistoryTarget::System,
             params: params(),

@@ -5,6 +5,8 @@
 //! and versioning rules live here once.
 
 mod access;
+mod audit;
+mod audit_query;
 mod bundle;
 mod conditional;
 mod crud;
@@ -61,12 +63,18 @@ impl Default for Limits {
     }
 }
 
-/// Who is asking and under which request id.
+/// Who is asking, from where, through which door, and under which request id.
 #[derive(Debug, Clone)]
 pub struct Ctx {
     pub request_id: String,
     /// The verified subject; every decision in the service reads it.
     pub principal: Arc<Principal>,
+    /// The caller's network address, for the audit trail.
+    pub peer: Option<String>,
+    /// `rest`, `mcp`, `cli`, `auth`: recorded in every AuditEvent.
+    pub door: &'static str,
+    /// The interaction being audited (set per interaction by `execute`).
+    audit: Arc<audit::AuditSlot>,
 }
 
 impl Ctx {
@@ -74,12 +82,22 @@ impl Ctx {
         Ctx {
             request_id: request_id.into(),
             principal,
+            peer: None,
+            door: "rest",
+            audit: Arc::default(),
         }
+    }
+
+    /// The same caller through `door` from `peer`.
+    pub fn via(mut self, door: &'static str, peer: Option<String>) -> Ctx {
+        self.door = door;
+        self.peer = peer;
+        self
     }
 
     /// A local command (import, reindex) run by the operator: no restriction.
     pub fn internal() -> Ctx {
-        Ctx::new(String::new(), Arc::new(Principal::open()))
+        Ctx::new(String::new(), Arc::new(Principal::open())).via("cli", None)
     }
 }
 
@@ -157,17 +175,20 @@ pub struct FhirService {
     registry: RegistryCell,
     /// `rest.security` of the CapabilityStatement (SMART endpoints).
     security: Option<Value>,
+    /// The audit trail every interaction is recorded in.
+    audit: Arc<crate::audit::AuditLog>,
 }
 
 impl FhirService {
     pub fn new(store: Store, limits: Limits, base_url: String) -> Self {
         FhirService {
-            store,
             limits,
             base_url: base_url.trim_end_matches('/').to_string(),
             started_ms: crate::fhir::instant::now_ms(),
             registry: RegistryCell::default(),
             security: None,
+            audit: Arc::new(crate::audit::AuditLog::new(store.clone())),
+            store,
         }
     }
 
@@ -193,8 +214,12 @@ impl FhirService {
         &self.base_url
     }
 
-    /// Runs one interaction.
-    pub async fn execute(&self, ctx: &Ctx, interaction: Interaction) -> ServiceResult<Outcome> {
+    /// Runs one interaction, unaudited: only [`FhirService::execute`] calls it.
+    async fn run(&self, ctx: &Ctx, interaction: Interaction) -> ServiceResult<Outcome> {
+        audit::refuse_audit_writes(&interaction)?;
+        if let Some(answer) = self.audit_interaction(ctx, &interaction).await {
+            return answer;
+        }
         match interaction {
             Interaction::Capabilities => {
                 let mut cs = capability::capability_statement(
@@ -252,6 +277,8 @@ impl FhirService {
             Interaction::Bundle { bundle, preference } => {
                 self.process_bundle(ctx, bundle, preference).await
             }
+            // Answered by `audit_interaction` above.
+            Interaction::VerifyAudit => Err(ServiceError::internal()),
         }
     }
 }

@@ -56,6 +56,11 @@ pub fn migrator(backend: Backend) -> Migrator {
                 "auth state",
                 include_str!("../../migrations/sqlite/0007_auth.sql"),
             ),
+            migration(
+                8,
+                "audit trail",
+                include_str!("../../migrations/sqlite/0008_audit.sql"),
+            ),
         ],
         Backend::Postgres => vec![
             migration(
@@ -97,6 +102,11 @@ pub fn migrator(backend: Backend) -> Migrator {
                 8,
                 "auth state",
                 include_str!("../../migrations/postgres/0008_auth.sql"),
+            ),
+            migration(
+                9,
+                "audit trail",
+                include_str!("../../migrations/postgres/0009_audit.sql"),
             ),
         ],
     };

@@ -5,6 +5,7 @@
 //! [`with_tx!`] macros expand each query once per backend, so the SQL is
 //! written once and runs on each driver natively (prepared and cached).
 
+mod audit;
 mod auth_state;
 mod connect;
 mod index_rows;
@@ -13,6 +14,7 @@ mod read;
 mod search;
 mod write;
 
+pub use audit::{AuditLink, AuditQuery, AuditRow};
 pub use auth_state::{AuthRecord, LIVE, REVOKED, USED};
 pub use connect::{Backend, StoreOptions};
 pub use index_rows::{
@@ -40,6 +42,20 @@ pub enum StoreError {
 }
 
 impl StoreError {
+    /// A name for logs: the kind of failure, never the driver's text (which
+    /// can quote values).
+    pub fn kind_name(&self) -> &'static str {
+        match self {
+            StoreError::Conflict => "conflict",
+            StoreError::Database(sqlx::Error::PoolTimedOut) => "pool_timed_out",
+            StoreError::Database(sqlx::Error::Io(_)) => "io",
+            StoreError::Database(sqlx::Error::Database(_)) => "database",
+            StoreError::Database(_) => "driver",
+            StoreError::Migrate(_) => "migrate",
+            StoreError::Setup(_) => "setup",
+        }
+    }
+
     fn from_write(e: sqlx::Error) -> Self {
         match e.as_database_error() {
             Some(db) if db.is_unique_violation() => StoreError::Conflict,

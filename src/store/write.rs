@@ -36,6 +36,7 @@ macro_rules! with_tx {
         }
     };
 }
+pub(crate) use with_tx;
 
 /// A version to store. The caller has decided the version number from
 /// [`WriteTx::current`] within the same transaction.

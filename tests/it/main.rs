@@ -3,6 +3,7 @@
 
 mod helpers;
 
+mod audit;
 mod bundles;
 mod cli;
 mod concurrency;

@@ -1,0 +1,320 @@
+//! The audit trail's tables: appending AuditEvents to the hash chain (inside
+//! a write transaction, or on their own), reading, searching and walking them.
+//!
+//! The chain's last link lives in the one-row `audit_head`; an append locks
+//! it (`FOR UPDATE` on PostgreSQL, the single writer on SQLite), so links are
+//! assigned in commit order even with several instances.
+
+use sqlx::{AssertSqlSafe, Row};
+
+use super::write::{with_tx, WriteTx};
+use super::{with_db, Db, Store, StoreResult};
+use crate::fhir::instant::Millis;
+
+/// One AuditEvent ready to append: its JSON and the columns searched.
+#[derive(Debug, Clone)]
+pub struct AuditRow {
+    pub id: String,
+    pub recorded_ms: Millis,
+    /// `system|code` of `AuditEvent.type`.
+    pub type_code: String,
+    /// `system|code` of the first `AuditEvent.subtype`.
+    pub subtype: String,
+    pub action: String,
+    pub outcome: String,
+    pub content: String,
+    /// `(kind, value)` search keys: `patient`, `agent`, `entity`, `type`,
+    /// `subtype` (codes both as `system|code` and bare `code`).
+    pub refs: Vec<(&'static str, String)>,
+}
+
+/// One stored link of the chain, as verification reads it.
+#[derive(Debug, Clone)]
+pub struct AuditLink {
+    pub seq: i64,
+    pub id: String,
+    pub recorded_ms: Millis,
+    pub type_code: String,
+    pub subtype: String,
+    pub action: String,
+    pub outcome: String,
+    pub content: String,
+    pub prev_hash: String,
+    pub hash: String,
+}
+
+/// What an AuditEvent search asks for; every value is bound.
+#[derive(Debug, Clone, Default)]
+pub struct AuditQuery {
+    pub id: Vec<String>,
+    /// `(kind, alternatives)`: kinds `patient`, `agent`, `entity`, `type`,
+    /// `subtype`. Each inner list is one parameter's alternatives (OR); lists are ANDed.
+    pub refs: Vec<(&'static str, Vec<String>)>,
+    pub action: Vec<String>,
+    pub outcome: Vec<String>,
+    /// Inclusive `[low, high]` bounds on `recorded_ms`, ANDed.
+    pub recorded: Vec<(Option<Millis>, Option<Millis>)>,
+    /// Oldest first when true (`_sort=date`); newest first otherwise.
+    pub ascending: bool,
+    /// Keyset cursor: continue after this `seq`.
+    pub after_seq: Option<i64>,
+}
+
+const HEAD_SQLITE: &str = "SELECT seq, hash FROM audit_head WHERE one = 1";
+const HEAD_PG: &str = "SELECT seq, hash FROM audit_head WHERE one = 1 FOR UPDATE";
+const INSERT_LOG: &str = "INSERT INTO audit_log \
+    (seq, id, recorded_ms, type_code, subtype, action, outcome, content, prev_hash, hash) \
+    VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)";
+const INSERT_REF: &str =
+    "INSERT INTO audit_ref (seq, kind, value) VALUES ($1, $2, $3) ON CONFLICT DO NOTHING";
+const SET_HEAD: &str = "UPDATE audit_head SET seq = $1, hash = $2 WHERE one = 1";
+const LINK_COLUMNS: &str =
+    "seq, id, recorded_ms, type_code, subtype, action, outcome, content, prev_hash, hash";
+
+impl WriteTx {
+    /// Appends `rows` to the chain in this transaction; they commit with it.
+    pub async fn append_audit(&mut self, rows: &[AuditRow]) -> StoreResult<()> {
+        if rows.is_empty() {
+            return Ok(());
+        }
+        let (mut seq, mut hash): (i64, String) = with_tx!(self, c, pg => {
+            let row = sqlx::query(if pg { HEAD_PG } else { HEAD_SQLITE })
+                .fetch_one(&mut *c)
+                .await?;
+            (row.try_get(0)?, row.try_get(1)?)
+        });
+        for r in rows {
+            seq += 1;
+            let prev = std::mem::take(&mut hash);
+            hash = crate::audit::chain::link_hash(
+                &prev,
+                seq,
+                &crate::audit::chain::LinkFields {
+                    id: &r.id,
+                    recorded_ms: r.recorded_ms,
+                    type_code: &r.type_code,
+                    subtype: &r.subtype,
+                    action: &r.action,
+                    outcome: &r.outcome,
+                    content: &r.content,
+                },
+            );
+            with_tx!(self, c, pg => {
+                sqlx::query(INSERT_LOG)
+                    .bind(seq)
+                    .bind(&r.id)
+                    .bind(r.recorded_ms)
+                    .bind(&r.type_code)
+                    .bind(&r.subtype)
+                    .bind(&r.action)
+                    .bind(&r.outcome)
+                    .bind(&r.content)
+                    .bind(&prev)
+                    .bind(&hash)
+                    .execute(&mut *c)
+                    .await?;
+                for (kind, value) in &r.refs {
+                    sqlx::query(INSERT_REF)
+                        .bind(seq)
+                        .bind(*kind)
+                        .bind(value)
+                        .execute(&mut *c)
+                        .await?;
+                }
+            });
+        }
+        with_tx!(self, c, pg => {
+            sqlx::query(SET_HEAD).bind(seq).bind(&hash).execute(&mut *c).await?;
+        });
+        Ok(())
+    }
+}
+
+/// `(seq, content)` rows from a search page.
+pub type AuditPage = Vec<(i64, String)>;
+
+impl Store {
+    /// Appends `rows` in a transaction of their own.
+    pub async fn append_audit(&self, rows: &[AuditRow]) -> StoreResult<()> {
+        let mut tx = self.begin().await?;
+        tx.append_audit(rows).await?;
+        tx.commit().await
+    }
+
+    /// `(recorded_ms, JSON)` of the AuditEvent with this id.
+    pub async fn audit_read(&self, id: &str) -> StoreResult<Option<(Millis, String)>> {
+        let found: Option<(Millis, String)> = with_db!(&self.db, c => {
+            match sqlx::query("SELECT recorded_ms, content FROM audit_log WHERE id = $1")
+                .bind(id)
+                .fetch_optional(c)
+                .await?
+            {
+                Some(r) => Some((r.try_get(0)?, r.try_get(1)?)),
+                None => None,
+            }
+        });
+        Ok(found)
+    }
+
+    /// One page of matches (`limit` rows) and, when `count` is asked, the total.
+    pub async fn audit_search(
+        &self,
+        q: &AuditQuery,
+        limit: i64,
+        count: bool,
+    ) -> StoreResult<(AuditPage, Option<i64>)> {
+        let (where_sql, binds) = audit_where(q);
+        let (order, cmp) = if q.ascending {
+            ("ASC", ">")
+        } else {
+            ("DESC", "<")
+        };
+        let mut page_where = where_sql.clone();
+        let mut page_binds = binds.clone();
+        if let Some(after) = q.after_seq {
+            page_binds.push(AuditBind::Int(after));
+            page_where.push(format!("l.seq {cmp} ${}", page_binds.len()));
+        }
+        page_binds.push(AuditBind::Int(limit));
+        let page_sql = format!(
+            "SELECT l.seq, l.content FROM audit_log l{} ORDER BY l.seq {order} LIMIT ${}",
+            where_clause(&page_where),
+            page_binds.len()
+        );
+        let rows = with_db!(&self.db, c => {
+            let mut query = sqlx::query(AssertSqlSafe(page_sql));
+            for b in &page_binds {
+                query = match b {
+                    AuditBind::Int(v) => query.bind(*v),
+                    AuditBind::Text(v) => query.bind(v.clone()),
+                };
+            }
+            query
+                .fetch_all(c)
+                .await?
+                .into_iter()
+                .map(|r| Ok((r.try_get(0)?, r.try_get(1)?)))
+                .collect::<Result<Vec<(i64, String)>, sqlx::Error>>()?
+        });
+        let total = if count {
+            let count_sql = format!(
+                "SELECT COUNT(*) FROM audit_log l{}",
+                where_clause(&where_sql)
+            );
+            let n: i64 = with_db!(&self.db, c => {
+                let mut query = sqlx::query(AssertSqlSafe(count_sql));
+                for b in &binds {
+                    query = match b {
+                        AuditBind::Int(v) => query.bind(*v),
+                        AuditBind::Text(v) => query.bind(v.clone()),
+                    };
+                }
+                query.fetch_one(c).await?.try_get(0)?
+            });
+            Some(n)
+        } else {
+            None
+        };
+        Ok((rows, total))
+    }
+
+    /// Up to `limit` links after `after_seq`, in chain order.
+    pub async fn audit_links(&self, after_seq: i64, limit: i64) -> StoreResult<Vec<AuditLink>> {
+        let sql =
+            format!("SELECT {LINK_COLUMNS} FROM audit_log WHERE seq > $1 ORDER BY seq LIMIT $2");
+        let links = with_db!(&self.db, c => {
+            sqlx::query(AssertSqlSafe(sql))
+                .bind(after_seq)
+                .bind(limit)
+                .fetch_all(c)
+                .await?
+                .into_iter()
+                .map(|r| {
+                    Ok(AuditLink {
+                        seq: r.try_get(0)?,
+                        id: r.try_get(1)?,
+                        recorded_ms: r.try_get(2)?,
+                        type_code: r.try_get(3)?,
+                        subtype: r.try_get(4)?,
+                        action: r.try_get(5)?,
+                        outcome: r.try_get(6)?,
+                        content: r.try_get(7)?,
+                        prev_hash: r.try_get(8)?,
+                        hash: r.try_get(9)?,
+                    })
+                })
+                .collect::<Result<Vec<_>, sqlx::Error>>()?
+        });
+        Ok(links)
+    }
+
+    /// The chain's last link as `audit_head` records it: `(seq, hash)`.
+    pub async fn audit_head(&self) -> StoreResult<(i64, String)> {
+        let head: (i64, String) = with_db!(&self.db, c => {
+            let r = sqlx::query(HEAD_SQLITE).fetch_one(c).await?;
+            (r.try_get(0)?, r.try_get(1)?)
+        });
+        Ok(head)
+    }
+}
+
+#[derive(Debug, Clone)]
+enum AuditBind {
+    Int(i64),
+    Text(String),
+}
+
+fn where_clause(conds: &[String]) -> String {
+    if conds.is_empty() {
+        String::new()
+    } else {
+        format!(" WHERE {}", conds.join(" AND "))
+    }
+}
+
+/// Placeholders `$a, $b, …` for `values`, pushed onto `binds`.
+fn placeholders(values: &[String], binds: &mut Vec<AuditBind>) -> String {
+    values
+        .iter()
+        .map(|v| {
+            binds.push(AuditBind::Text(v.clone()));
+            format!("${}", binds.len())
+        })
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
+/// The conditions of `q` (without the cursor) and their bound values.
+fn audit_where(q: &AuditQuery) -> (Vec<String>, Vec<AuditBind>) {
+    let mut conds = Vec::new();
+    let mut binds = Vec::new();
+    for (column, values) in [
+        ("id", &q.id),
+        ("action", &q.action),
+        ("outcome", &q.outcome),
+    ] {
+        if !values.is_empty() {
+            let ph = placeholders(values, &mut binds);
+            conds.push(format!("l.{column} IN ({ph})"));
+        }
+    }
+    for (kind, values) in &q.refs {
+        binds.push(AuditBind::Text((*kind).to_string()));
+        let kind_ph = binds.len();
+        let ph = placeholders(values, &mut binds);
+        conds.push(format!(
+            "EXISTS (SELECT 1 FROM audit_ref r WHERE r.seq = l.seq AND r.kind = ${kind_ph} AND r.value IN ({ph}))"
+        ));
+    }
+    for (low, high) in &q.recorded {
+        if let Some(low) = low {
+            binds.push(AuditBind::Int(*low));
+            conds.push(format!("l.recorded_ms >= ${}", binds.len()));
+        }
+        if let Some(high) = high {
+            binds.push(AuditBind::Int(*high));
+            conds.push(format!("l.recorded_ms <= ${}", binds.len()));
+        }
+    }
+    (conds, binds)
+}
