@@ -1,6 +1,7 @@
 //! Prometheus metrics: requests by interaction, resource type and status,
-//! latency histograms, and database pool use. Label values are interaction
-//! names, resource types and status codes only: never ids or search values.
+//! latency histograms, database pool use, and rate-limit refusals. Label
+//! values are interaction names, resource types, status codes and role names
+//! only: never ids or search values.
 
 use std::sync::LazyLock;
 
@@ -14,6 +15,7 @@ pub struct Metrics {
     requests: IntCounterVec,
     latency: HistogramVec,
     pool: IntGaugeVec,
+    throttled: IntCounterVec,
 }
 
 /// Latency buckets in seconds (1 ms to 10 s).
@@ -48,6 +50,15 @@ static METRICS: LazyLock<Metrics> = LazyLock::new(|| {
         &["pool", "state"],
     )
     .expect("constant metric definition");
+    let throttled = IntCounterVec::new(
+        Opts::new(
+            "rate_limited_total",
+            "Requests refused with 429 by the rate limiter, by budget class (role, user or backend)",
+        ),
+        &["role"],
+    )
+    .expect("constant metric definition");
+    let _ = registry.register(Box::new(throttled.clone()));
     let _ = registry.register(Box::new(requests.clone()));
     let _ = registry.register(Box::new(latency.clone()));
     let _ = registry.register(Box::new(pool.clone()));
@@ -56,6 +67,7 @@ static METRICS: LazyLock<Metrics> = LazyLock::new(|| {
         requests,
         latency,
         pool,
+        throttled,
     }
 });
 
@@ -68,6 +80,12 @@ pub fn record_request(label: &str, status: u16, seconds: f64) {
         .with_label_values(&[interaction, resource_type, &status.to_string()])
         .inc();
     m.latency.with_label_values(&[interaction]).observe(seconds);
+}
+
+/// Counts one request refused by the rate limiter. `role` is the budget
+/// class: a role name from `smart-config/roles.toml`, `user` or `backend`.
+pub fn record_throttled(role: &str) {
+    METRICS.throttled.with_label_values(&[role]).inc();
 }
 
 /// Sets the pool gauges: `(pool name, connections open, idle)`.

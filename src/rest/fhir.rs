@@ -14,6 +14,7 @@ use super::render::{self, Presentation};
 use super::AppState;
 use crate::auth::BearerError;
 use crate::fhir::media::Format;
+use crate::guard::RetryAfterSecs;
 use crate::policy::Principal;
 use crate::service::interaction::{parse, query_pairs, RawRequest};
 use crate::service::{Ctx, Interaction, Preference, ServiceError};
@@ -75,6 +76,18 @@ fn unauthorized(e: BearerError) -> ServiceError {
     ServiceError::new(401, crate::fhir::outcome::Issue::error("login", message))
 }
 
+/// 429 with `issue.code = throttled`; the wait goes to `Retry-After`.
+fn throttled(r: RetryAfterSecs, retry_after: &mut Option<RetryAfterSecs>) -> ServiceError {
+    *retry_after = Some(r);
+    ServiceError::new(
+        429,
+        crate::fhir::outcome::Issue::error(
+            "throttled",
+            format!("too many requests; retry in {} s", r.0),
+        ),
+    )
+}
+
 pub async fn handle(
     State(state): State<Arc<AppState>>,
     method: Method,
@@ -86,6 +99,7 @@ pub async fn handle(
     let p = presentation(&uri, &headers);
     let mut label = String::from("invalid");
     let mut challenge: Option<&'static str> = None;
+    let mut retry_after: Option<RetryAfterSecs> = None;
     let service = &state.service;
     let request_id = headers
         .get("x-request-id")
@@ -124,6 +138,10 @@ pub async fn handle(
         let principal = authenticate(&state, &headers, &interaction)
             .await
             .inspect_err(|e| challenge = Some(www_authenticate(e)))?;
+        state
+            .rate_limiter
+            .check(&principal)
+            .map_err(|r| throttled(r, &mut retry_after))?;
         let ctx = Ctx::new(request_id, Arc::new(principal));
         let outcome = service.execute(&ctx, interaction).await?;
         Ok::<_, ServiceError>((outcome, is_write))
@@ -138,6 +156,10 @@ pub async fn handle(
                 (None, 403) => Some("Bearer realm=\"vesta\", error=\"insufficient_scope\""),
                 _ => None,
             };
+            if let Some(RetryAfterSecs(secs)) = retry_after {
+                r.headers_mut()
+                    .insert(header::RETRY_AFTER, axum::http::HeaderValue::from(secs));
+            }
             if let Some(v) = value {
                 r.headers_mut().insert(
                     header::WWW_AUTHENTICATE,
