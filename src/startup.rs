@@ -147,7 +147,10 @@ impl Application {
         let mut service = open_service(settings, base_url.clone()).await?;
         let store = service.store().clone();
         let auth = Arc::new(open_auth(settings, &base_url, service.clone())?);
-        service.set_security(crate::fhir::capability::smart_security(&auth.issuer));
+        let mut security = crate::fhir::capability::smart_security(&auth.issuer);
+        // Browser apps on other origins are served only when some are allowed.
+        security["cors"] = serde_json::Value::Bool(!settings.cors_origins.is_empty());
+        service.set_security(security);
         let rate_limiter = RateLimiter::new(&settings.rate_limits);
         let state = Arc::new(AppState {
             service,

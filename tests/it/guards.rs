@@ -217,11 +217,14 @@ async fn cors_allows_listed_origins_only(backend: Backend) {
         .await
         .unwrap();
     assert_eq!(r.status(), 200);
+    let headers = r.headers().clone();
+    let capabilities: serde_json::Value = r.json().await.unwrap();
+    assert_eq!(capabilities["rest"][0]["security"]["cors"], true);
     assert_eq!(
-        header(r.headers(), "access-control-allow-origin"),
+        header(&headers, "access-control-allow-origin"),
         Some(APP_ORIGIN)
     );
-    let exposed = header(r.headers(), "access-control-expose-headers")
+    let exposed = header(&headers, "access-control-expose-headers")
         .unwrap_or_default()
         .to_ascii_lowercase();
     for name in ["location", "etag", "content-location", "last-modified"] {
@@ -245,6 +248,8 @@ async fn cors_allows_listed_origins_only(backend: Backend) {
     let closed = spawn(backend).await;
     let h = preflight(&closed.anon, &closed.url("Patient/p1"), APP_ORIGIN).await;
     assert!(h.get("access-control-allow-origin").is_none());
+    let capabilities = closed.send(closed.anon.get(closed.url("metadata"))).await;
+    assert_eq!(capabilities.json()["rest"][0]["security"]["cors"], false);
 }
 both_backends!(cors_allows_listed_origins_only);
 
