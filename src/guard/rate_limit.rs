@@ -14,7 +14,8 @@
 
 use std::collections::{BTreeMap, HashMap};
 use std::num::NonZeroU32;
-use std::sync::Mutex;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use governor::clock::{Clock, DefaultClock, Reference};
@@ -111,6 +112,8 @@ pub struct RetryAfterSecs(pub u64);
 pub struct BoundedStore {
     map: DashMapStateStore<String>,
     max_keys: usize,
+    /// Set when a key had to use the overflow budget (asks for an eviction).
+    overflowed: Arc<AtomicBool>,
 }
 
 impl StateStore for BoundedStore {
@@ -120,9 +123,10 @@ impl StateStore for BoundedStore {
     where
         F: Fn(Option<Nanos>) -> Result<(T, Nanos), E>,
     {
-        if self.map.len() < self.max_keys || self.map.contains_key(key) {
+        if self.map.contains_key(key) || self.map.len() < self.max_keys {
             self.map.measure_and_replace(key, f)
         } else {
+            self.overflowed.store(true, Ordering::Relaxed);
             self.map.measure_and_replace(&OVERFLOW_KEY.to_string(), f)
         }
     }
@@ -160,7 +164,8 @@ pub struct RateLimiter<C: Clock = DefaultClock> {
     backend: Class<C>,
     clock: C,
     last_evict: Mutex<C::Instant>,
-    max_keys: usize,
+    /// Shared with every class's store: some table is full.
+    overflowed: Arc<AtomicBool>,
 }
 
 impl RateLimiter<DefaultClock> {
@@ -179,6 +184,7 @@ impl<C: Clock + Clone> RateLimiter<C> {
     /// A limiter on `clock` tracking at most `max_keys` keys per class (tests
     /// use a fake clock and a small table).
     pub fn with_clock(settings: &RateLimitSettings, clock: C, max_keys: usize) -> Self {
+        let overflowed = Arc::new(AtomicBool::new(false));
         let class = |label: &str, per_minute: u32| Class {
             label: label.to_string(),
             limiter: governor::RateLimiter::new(
@@ -186,6 +192,7 @@ impl<C: Clock + Clone> RateLimiter<C> {
                 BoundedStore {
                     map: DashMapStateStore::default(),
                     max_keys: max_keys.max(1),
+                    overflowed: overflowed.clone(),
                 },
                 clock.clone(),
             ),
@@ -201,7 +208,7 @@ impl<C: Clock + Clone> RateLimiter<C> {
             backend: class("backend", settings.backend_per_minute),
             last_evict: Mutex::new(clock.now()),
             clock,
-            max_keys: max_keys.max(1),
+            overflowed,
         }
     }
 
@@ -251,14 +258,15 @@ impl<C: Clock + Clone> RateLimiter<C> {
             return;
         };
         let now = self.clock.now();
-        let since = now.duration_since(*last);
-        let full = self.classes().any(|c| c.limiter.len() >= self.max_keys);
-        let due = Duration::from(since) >= Duration::from_secs(EVICT_INTERVAL_S)
-            || (full && Duration::from(since) >= Duration::from_secs(MIN_FORCED_EVICT_GAP_S));
+        let since = Duration::from(now.duration_since(*last));
+        let due = since >= Duration::from_secs(EVICT_INTERVAL_S)
+            || (since >= Duration::from_secs(MIN_FORCED_EVICT_GAP_S)
+                && self.overflowed.load(Ordering::Relaxed));
         if !due {
             return;
         }
         *last = now;
+        self.overflowed.store(false, Ordering::Relaxed);
         for c in self.classes() {
             c.limiter.retain_recent();
             c.limiter.shrink_to_fit();
@@ -376,22 +384,30 @@ mod tests {
 
     #[test]
     fn table_is_bounded_and_idle_keys_are_evicted() {
+        // 6 a minute: one cell every 10 s, a burst of 6.
         let clock = FakeRelativeClock::default();
-        let l = RateLimiter::with_clock(&settings(2, 2, 2), clock.clone(), 4);
+        let l = RateLimiter::with_clock(&settings(6, 6, 6), clock.clone(), 4);
         for i in 0..4 {
             assert!(l.check(&token(&format!("svc{i}"), None, None)).is_ok());
         }
         assert_eq!(l.tracked_keys(), 4);
-        // The table is full: new clients share one overflow budget (2/min).
-        assert!(l.check(&token("new1", None, None)).is_ok());
-        assert!(l.check(&token("new2", None, None)).is_ok());
-        assert!(l.check(&token("new3", None, None)).is_err());
+        // The table is full: new clients share one overflow budget.
+        for i in 0..6 {
+            assert!(l.check(&token(&format!("new{i}"), None, None)).is_ok());
+        }
+        assert!(l.check(&token("new6", None, None)).is_err());
         assert_eq!(l.tracked_keys(), 5, "4 keys and the overflow key");
         // Tracked keys keep their own budget.
         assert!(l.check(&token("svc0", None, None)).is_ok());
-        // Once every budget is full again, the keys are dropped.
-        clock.advance(Duration::from_secs(EVICT_INTERVAL_S + 60));
+        // The overflow asks for an early eviction (before EVICT_INTERVAL_S):
+        // keys whose budget is full again (svc1..3, one cell used) go; svc0
+        // (two cells) and the overflow key (six) stay.
+        clock.advance(Duration::from_secs(25));
         assert!(l.check(&token("fresh", None, None)).is_ok());
+        assert_eq!(l.tracked_keys(), 3);
+        // Without overflow, idle keys go every EVICT_INTERVAL_S.
+        clock.advance(Duration::from_secs(EVICT_INTERVAL_S + 60));
+        assert!(l.check(&token("fresh2", None, None)).is_ok());
         assert_eq!(l.tracked_keys(), 1);
     }
 
