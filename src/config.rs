@@ -7,6 +7,7 @@ use std::path::{Path, PathBuf};
 
 use serde::Deserialize;
 
+use crate::guard::RateLimitSettings;
 use crate::service::Limits;
 
 /// Default listen address.
@@ -45,6 +46,15 @@ pub struct Settings {
     pub refresh_token_ttl_s: i64,
     /// No authorization at all: every request is allowed. Local experiments only.
     pub insecure_open: bool,
+    /// PEM certificate chain: with `tls_key`, Vesta serves HTTPS itself.
+    pub tls_cert: Option<PathBuf>,
+    /// PEM private key for `tls_cert`.
+    pub tls_key: Option<PathBuf>,
+    /// Origins (`https://app.example.org`, or `*`) that browser apps may call
+    /// the API from; empty: no cross-origin access.
+    pub cors_origins: Vec<String>,
+    /// Requests per minute per user (by role) and per backend client.
+    pub rate_limits: RateLimitSettings,
 }
 
 impl Default for Settings {
@@ -65,6 +75,10 @@ impl Default for Settings {
             access_token_ttl_s: crate::auth::DEFAULT_ACCESS_TOKEN_TTL_S,
             refresh_token_ttl_s: crate::auth::DEFAULT_REFRESH_TOKEN_TTL_S,
             insecure_open: false,
+            tls_cert: None,
+            tls_key: None,
+            cors_origins: Vec::new(),
+            rate_limits: RateLimitSettings::default(),
         }
     }
 }
@@ -89,6 +103,13 @@ pub struct FileSettings {
     pub access_token_ttl_s: Option<i64>,
     pub refresh_token_ttl_s: Option<i64>,
     pub insecure_open: Option<bool>,
+    pub tls_cert: Option<PathBuf>,
+    pub tls_key: Option<PathBuf>,
+    pub cors_origins: Option<Vec<String>>,
+    /// Role name → requests per minute; merged over the defaults.
+    pub rate_limit_role_per_minute: Option<std::collections::BTreeMap<String, u32>>,
+    pub rate_limit_user_per_minute: Option<u32>,
+    pub rate_limit_backend_per_minute: Option<u32>,
 }
 
 /// A setting that stops start-up, naming the key at fault.
@@ -165,6 +186,24 @@ impl FileSettings {
         if let Some(v) = self.insecure_open {
             s.insecure_open = v;
         }
+        if let Some(v) = self.tls_cert {
+            s.tls_cert = Some(v);
+        }
+        if let Some(v) = self.tls_key {
+            s.tls_key = Some(v);
+        }
+        if let Some(v) = self.cors_origins {
+            s.cors_origins = v;
+        }
+        if let Some(roles) = self.rate_limit_role_per_minute {
+            s.rate_limits.role_per_minute.extend(roles);
+        }
+        if let Some(v) = self.rate_limit_user_per_minute {
+            s.rate_limits.user_per_minute = v;
+        }
+        if let Some(v) = self.rate_limit_backend_per_minute {
+            s.rate_limits.backend_per_minute = v;
+        }
         Ok(())
     }
 }
@@ -213,6 +252,16 @@ impl Settings {
         if let Some(base) = &self.public_base_url {
             url::Url::parse(base).map_err(|_| bad("public_base_url", "must be an absolute URL"))?;
         }
+        match (&self.tls_cert, &self.tls_key) {
+            (Some(_), None) => return Err(bad("tls_key", "tls_cert is set but tls_key is not")),
+            (None, Some(_)) => return Err(bad("tls_cert", "tls_key is set but tls_cert is not")),
+            _ => {}
+        }
+        crate::guard::cors::check_origins(&self.cors_origins)
+            .map_err(|m| bad("cors_origins", m))?;
+        self.rate_limits
+            .check()
+            .map_err(|(key, message)| bad(&key, message))?;
         Ok(())
     }
 
@@ -268,5 +317,37 @@ mod tests {
             ..Settings::default()
         };
         assert_eq!(s.validate().unwrap_err().key, "database_url");
+    }
+
+    #[test]
+    fn guard_keys_are_read_and_checked() {
+        let file: FileSettings = toml::from_str(
+            "cors_origins = [\"https://app.example.org\"]\n\
+             rate_limit_backend_per_minute = 5\n\
+             rate_limit_role_per_minute = { patient = 7, intern = 9 }\n\
+             tls_cert = \"c.pem\"\ntls_key = \"k.pem\"",
+        )
+        .unwrap();
+        let mut s = Settings::default();
+        file.apply(&mut s).unwrap();
+        assert!(s.validate().is_ok());
+        assert_eq!(s.rate_limits.backend_per_minute, 5);
+        assert_eq!(s.rate_limits.role_per_minute["patient"], 7);
+        assert_eq!(s.rate_limits.role_per_minute["intern"], 9);
+        assert_eq!(s.rate_limits.role_per_minute["clinician"], 200);
+        let key = |s: Settings| s.validate().unwrap_err().key;
+        let only_cert = Settings {
+            tls_cert: Some("c.pem".into()),
+            ..Settings::default()
+        };
+        assert_eq!(key(only_cert), "tls_key");
+        let bad_origin = Settings {
+            cors_origins: vec!["https://a.org/path".into()],
+            ..Settings::default()
+        };
+        assert_eq!(key(bad_origin), "cors_origins");
+        let mut zero = Settings::default();
+        zero.rate_limits.user_per_minute = 0;
+        assert_eq!(key(zero), "rate_limit_user_per_minute");
     }
 }

@@ -10,6 +10,7 @@ pub mod cli;
 pub mod config;
 pub mod fhir;
 pub mod fhirpath;
+pub mod guard;
 pub mod metrics;
 pub mod policy;
 pub mod rest;

@@ -1,6 +1,7 @@
 //! Prometheus metrics: requests by interaction, resource type and status,
-//! latency histograms, and database pool use. Label values are interaction
-//! names, resource types and status codes only: never ids or search values.
+//! latency histograms, database pool use, and rate-limit refusals. Label
+//! values are interaction names, resource types, status codes and role names
+//! only: never ids or search values.
 
 use std::sync::LazyLock;
 
@@ -15,6 +16,7 @@ pub struct Metrics {
     latency: HistogramVec,
     pool: IntGaugeVec,
     audit: IntCounterVec,
+    throttled: IntCounterVec,
 }
 
 /// Latency buckets in seconds (1 ms to 10 s).
@@ -58,6 +60,15 @@ static METRICS: LazyLock<Metrics> = LazyLock::new(|| {
     )
     .expect("constant metric definition");
     let _ = registry.register(Box::new(audit.clone()));
+    let throttled = IntCounterVec::new(
+        Opts::new(
+            "rate_limited_total",
+            "Requests refused with 429 by the rate limiter, by budget class (role, user or backend)",
+        ),
+        &["role"],
+    )
+    .expect("constant metric definition");
+    let _ = registry.register(Box::new(throttled.clone()));
     let _ = registry.register(Box::new(requests.clone()));
     let _ = registry.register(Box::new(latency.clone()));
     let _ = registry.register(Box::new(pool.clone()));
@@ -67,6 +78,7 @@ static METRICS: LazyLock<Metrics> = LazyLock::new(|| {
         latency,
         pool,
         audit,
+        throttled,
     }
 });
 
@@ -87,6 +99,12 @@ pub fn record_request(label: &str, status: u16, seconds: f64) {
         .with_label_values(&[interaction, resource_type, &status.to_string()])
         .inc();
     m.latency.with_label_values(&[interaction]).observe(seconds);
+}
+
+/// Counts one request refused by the rate limiter. `role` is the budget
+/// class: a role name from `smart-config/roles.toml`, `user` or `backend`.
+pub fn record_throttled(role: &str) {
+    METRICS.throttled.with_label_values(&[role]).inc();
 }
 
 /// Sets the pool gauges: `(pool name, connections open, idle)`.

@@ -1,5 +1,6 @@
 //! Builds the application on a listener and runs it until a shutdown signal,
 //! then drains in-flight requests within a bounded time and closes the pool.
+//! Serves plain HTTP, or HTTPS itself when `tls_cert`/`tls_key` are set.
 
 use std::future::Future;
 use std::net::SocketAddr;
@@ -17,6 +18,8 @@ use tracing::Level;
 use crate::auth::smart_config::SmartConfig;
 use crate::auth::AuthServer;
 use crate::config::Settings;
+use crate::guard::headers::{security_headers, HeaderPolicy};
+use crate::guard::RateLimiter;
 use crate::rest::{self, AppState};
 use crate::service::FhirService;
 use crate::store::Store;
@@ -29,7 +32,12 @@ pub struct Application {
     addr: SocketAddr,
     base_url: String,
     grace: Duration,
+    /// HTTPS when set.
+    tls: Option<Arc<rustls::ServerConfig>>,
 }
+
+/// Longest a client may take over the TLS handshake.
+pub const TLS_HANDSHAKE_TIMEOUT_S: u64 = 10;
 
 /// Opens the store and builds the FHIR service for `settings`, with `base_url` as its base.
 pub async fn open_service(settings: &Settings, base_url: String) -> anyhow::Result<FhirService> {
@@ -112,21 +120,48 @@ pub fn with_middleware(router: Router) -> Router {
         .layer(SetRequestIdLayer::x_request_id(MakeRequestUuid))
 }
 
+/// Wraps the router with the guards that work on HTTP itself: CORS for the
+/// allowed origins (preflights answered before routing) and the security
+/// headers on every response, preflights and panics included.
+pub fn with_guards(router: Router, cors_origins: &[String], tls: bool) -> Router {
+    router.layer(crate::guard::cors::layer(cors_origins)).layer(
+        axum::middleware::from_fn_with_state(HeaderPolicy { hsts: tls }, security_headers),
+    )
+}
+
 impl Application {
     /// Opens the store (running migrations) and binds `settings.addr` (port 0 picks a free port).
     pub async fn build(settings: &Settings) -> anyhow::Result<Application> {
         settings.validate()?;
+        let tls = match (&settings.tls_cert, &settings.tls_key) {
+            (Some(cert), Some(key)) => Some(crate::guard::tls::server_config(cert, key)?),
+            _ => None,
+        };
         let listener = TcpListener::bind(settings.addr).await?;
         let addr = listener.local_addr()?;
+        let scheme = if tls.is_some() { "https" } else { "http" };
         let base_url = settings
             .public_base_url
             .clone()
-            .unwrap_or_else(|| format!("http://{addr}/fhir"));
+            .unwrap_or_else(|| format!("{scheme}://{addr}/fhir"));
         let mut service = open_service(settings, base_url.clone()).await?;
         let store = service.store().clone();
         let auth = Arc::new(open_auth(settings, &base_url, service.clone())?);
-        service.set_security(crate::fhir::capability::smart_security(&auth.issuer));
-        let router = with_middleware(rest::router(Arc::new(AppState { service, auth })));
+        let mut security = crate::fhir::capability::smart_security(&auth.issuer);
+        // Browser apps on other origins are served only when some are allowed.
+        security["cors"] = serde_json::Value::Bool(!settings.cors_origins.is_empty());
+        service.set_security(security);
+        let rate_limiter = RateLimiter::new(&settings.rate_limits);
+        let state = Arc::new(AppState {
+            service,
+            auth,
+            rate_limiter,
+        });
+        let router = with_guards(
+            with_middleware(rest::router(state)),
+            &settings.cors_origins,
+            tls.is_some(),
+        );
         Ok(Application {
             listener,
             router,
@@ -134,6 +169,7 @@ impl Application {
             addr,
             base_url,
             grace: Duration::from_millis(settings.shutdown_grace_ms),
+            tls,
         })
     }
 
@@ -152,15 +188,38 @@ impl Application {
         shutdown: impl Future<Output = ()> + Send + 'static,
     ) -> anyhow::Result<()> {
         let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
-        let server = axum::serve(
-            self.listener,
-            self.router
-                .into_make_service_with_connect_info::<SocketAddr>(),
-        )
-        .with_graceful_shutdown(async move {
-            let _ = stop_rx.await;
-        });
-        let mut server = tokio::spawn(async move { server.await });
+        let mut server = match self.tls {
+            None => {
+                let server = axum::serve(
+                    self.listener,
+                    self.router
+                        .into_make_service_with_connect_info::<SocketAddr>(),
+                )
+                .with_graceful_shutdown(async move {
+                    let _ = stop_rx.await;
+                });
+                tokio::spawn(async move { server.await })
+            }
+            Some(config) => {
+                let handle = axum_server::Handle::new();
+                let acceptor = axum_server::tls_rustls::RustlsAcceptor::new(
+                    axum_server::tls_rustls::RustlsConfig::from_config(config),
+                )
+                .handshake_timeout(Duration::from_secs(TLS_HANDSHAKE_TIMEOUT_S));
+                let server = axum_server::from_tcp(self.listener.into_std()?)?
+                    .acceptor(acceptor)
+                    .handle(handle.clone());
+                let grace = self.grace;
+                tokio::spawn(async move {
+                    let _ = stop_rx.await;
+                    handle.graceful_shutdown(Some(grace));
+                });
+                let service = self
+                    .router
+                    .into_make_service_with_connect_info::<SocketAddr>();
+                tokio::spawn(async move { server.serve(service).await })
+            }
+        };
         let purger = tokio::spawn(purge_auth_state(self.store.clone()));
         tokio::select! {
             res = &mut server => {

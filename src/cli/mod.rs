@@ -150,6 +150,20 @@ pub struct ServeArgs {
     /// For local experiments with test data only; logged loudly at start.
     #[arg(long, env = "VESTA_INSECURE_OPEN")]
     pub insecure_open: bool,
+    /// PEM certificate chain; with --tls-key, serve HTTPS.
+    #[arg(long, env = "VESTA_TLS_CERT")]
+    pub tls_cert: Option<PathBuf>,
+    /// PEM private key for --tls-cert.
+    #[arg(long, env = "VESTA_TLS_KEY")]
+    pub tls_key: Option<PathBuf>,
+    /// Origin browser apps may call the API from (repeat, or comma-separated
+    /// in VESTA_CORS_ORIGINS); none by default.
+    #[arg(
+        long = "cors-origin",
+        env = "VESTA_CORS_ORIGINS",
+        value_delimiter = ','
+    )]
+    pub cors_origins: Vec<String>,
     #[command(flatten)]
     pub store: StoreArgs,
 }
@@ -226,6 +240,15 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
                 s.smart_config_dir = d;
             }
             s.insecure_open |= args.insecure_open;
+            if let Some(v) = args.tls_cert {
+                s.tls_cert = Some(v);
+            }
+            if let Some(v) = args.tls_key {
+                s.tls_key = Some(v);
+            }
+            if !args.cors_origins.is_empty() {
+                s.cors_origins = args.cors_origins;
+            }
             let app = Application::build(&s).await?;
             tracing::info!(
                 addr = %app.addr(),

@@ -15,6 +15,7 @@ use super::render::{self, Presentation};
 use super::AppState;
 use crate::auth::BearerError;
 use crate::fhir::media::Format;
+use crate::guard::RetryAfterSecs;
 use crate::policy::Principal;
 use crate::service::interaction::{parse, query_pairs, RawRequest};
 use crate::service::{Ctx, Interaction, Preference, ServiceError};
@@ -76,6 +77,18 @@ fn unauthorized(e: BearerError) -> ServiceError {
     ServiceError::new(401, crate::fhir::outcome::Issue::error("login", message))
 }
 
+/// 429 with `issue.code = throttled`; the wait goes to `Retry-After`.
+fn throttled(r: RetryAfterSecs, retry_after: &mut Option<RetryAfterSecs>) -> ServiceError {
+    *retry_after = Some(r);
+    ServiceError::new(
+        429,
+        crate::fhir::outcome::Issue::error(
+            "throttled",
+            format!("too many requests; retry in {} s", r.0),
+        ),
+    )
+}
+
 pub async fn handle(
     State(state): State<Arc<AppState>>,
     method: Method,
@@ -88,6 +101,7 @@ pub async fn handle(
     let p = presentation(&uri, &headers);
     let mut label = String::from("invalid");
     let mut challenge: Option<&'static str> = None;
+    let mut retry_after: Option<RetryAfterSecs> = None;
     let service = &state.service;
     let request_id = headers
         .get("x-request-id")
@@ -139,6 +153,12 @@ pub async fn handle(
             }
         };
         let ctx = Ctx::new(request_id.clone(), Arc::new(principal)).via("rest", peer.clone());
+        if let Err(r) = state.rate_limiter.check(&ctx.principal) {
+            let e = throttled(r, &mut retry_after);
+            audited = true;
+            service.audit_refusal(&ctx, Some(&interaction), &e).await?;
+            return Err(e);
+        }
         audited = true;
         let outcome = service.execute(&ctx, interaction).await?;
         Ok::<_, ServiceError>((outcome, is_write))
@@ -171,6 +191,10 @@ pub async fn handle(
                 (None, 403) => Some("Bearer realm=\"vesta\", error=\"insufficient_scope\""),
                 _ => None,
             };
+            if let Some(RetryAfterSecs(secs)) = retry_after {
+                r.headers_mut()
+                    .insert(header::RETRY_AFTER, axum::http::HeaderValue::from(secs));
+            }
             if let Some(v) = value {
                 r.headers_mut().insert(
                     header::WWW_AUTHENTICATE,

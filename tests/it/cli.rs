@@ -128,10 +128,22 @@ async fn start_server(
     let port = free_port();
     let client = crate::helpers::client_with_token(&token_for(dir, port));
     let client = &client;
+    // The writers below are a load generator: lift the backend budget.
+    let config = dir.join("vesta-test.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "rate_limit_backend_per_minute = {}\n",
+            vesta::guard::rate_limit::MAX_PER_MINUTE
+        ),
+    )
+    .expect("write config");
     let mut cmd = vesta();
     cmd.arg("serve")
         .arg("--addr")
-        .arg(format!("127.0.0.1:{port}"));
+        .arg(format!("127.0.0.1:{port}"))
+        .arg("--config")
+        .arg(&config);
     store_args(&mut cmd, dir, url);
     let child = cmd
         .stdout(Stdio::null())

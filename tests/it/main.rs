@@ -11,6 +11,7 @@ mod conditional;
 mod corpus;
 mod crud;
 mod errors;
+mod guards;
 mod history;
 mod openapi;
 mod search_cases;
