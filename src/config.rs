@@ -55,6 +55,25 @@ pub struct Settings {
     pub cors_origins: Vec<String>,
     /// Requests per minute per user (by role) and per backend client.
     pub rate_limits: RateLimitSettings,
+    /// `permit` (opt-out: a patient without a privacy Consent is shared) or
+    /// `deny` (opt-in: only patients with a permitting Consent are).
+    pub consent_default: String,
+    /// Roles that may assert break-glass (purpose of use BTG or ETREAT).
+    pub break_glass_roles: Vec<String>,
+}
+
+impl Settings {
+    /// How the service enforces patients' Consents.
+    pub fn consent_settings(&self) -> crate::service::consent::ConsentSettings {
+        crate::service::consent::ConsentSettings {
+            default: if self.consent_default == "deny" {
+                crate::policy::consent::ConsentVerdict::Deny
+            } else {
+                crate::policy::consent::ConsentVerdict::Permit
+            },
+            break_glass_roles: self.break_glass_roles.clone(),
+        }
+    }
 }
 
 impl Default for Settings {
@@ -78,6 +97,8 @@ impl Default for Settings {
             tls_cert: None,
             tls_key: None,
             cors_origins: Vec::new(),
+            consent_default: "permit".into(),
+            break_glass_roles: vec!["clinician".into(), "admin".into()],
             rate_limits: RateLimitSettings::default(),
         }
     }
@@ -106,6 +127,8 @@ pub struct FileSettings {
     pub tls_cert: Option<PathBuf>,
     pub tls_key: Option<PathBuf>,
     pub cors_origins: Option<Vec<String>>,
+    pub consent_default: Option<String>,
+    pub break_glass_roles: Option<Vec<String>>,
     /// Role name → requests per minute; merged over the defaults.
     pub rate_limit_role_per_minute: Option<std::collections::BTreeMap<String, u32>>,
     pub rate_limit_user_per_minute: Option<u32>,
@@ -195,6 +218,12 @@ impl FileSettings {
         if let Some(v) = self.cors_origins {
             s.cors_origins = v;
         }
+        if let Some(v) = self.consent_default {
+            s.consent_default = v;
+        }
+        if let Some(v) = self.break_glass_roles {
+            s.break_glass_roles = v;
+        }
         if let Some(roles) = self.rate_limit_role_per_minute {
             s.rate_limits.role_per_minute.extend(roles);
         }
@@ -259,6 +288,12 @@ impl Settings {
         }
         crate::guard::cors::check_origins(&self.cors_origins)
             .map_err(|m| bad("cors_origins", m))?;
+        if !matches!(self.consent_default.as_str(), "permit" | "deny") {
+            return Err(bad(
+                "consent_default",
+                "must be permit (opt-out) or deny (opt-in)",
+            ));
+        }
         self.rate_limits
             .check()
             .map_err(|(key, message)| bad(&key, message))?;

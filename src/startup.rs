@@ -42,7 +42,8 @@ pub const TLS_HANDSHAKE_TIMEOUT_S: u64 = 10;
 /// Opens the store and builds the FHIR service for `settings`, with `base_url` as its base.
 pub async fn open_service(settings: &Settings, base_url: String) -> anyhow::Result<FhirService> {
     let store = Store::open(&settings.store_options()).await?;
-    let service = FhirService::new(store, settings.limits.clone(), base_url);
+    let mut service = FhirService::new(store, settings.limits.clone(), base_url);
+    service.set_consent(settings.consent_settings());
     // Stored SearchParameters put in force by an earlier reindex stay in force.
     service
         .load_custom_search_parameters()

@@ -164,6 +164,10 @@ pub struct ServeArgs {
         value_delimiter = ','
     )]
     pub cors_origins: Vec<String>,
+    /// Without a privacy Consent a patient's record is shared (`permit`,
+    /// opt-out) or withheld (`deny`, opt-in) [default: permit]
+    #[arg(long, env = "VESTA_CONSENT_DEFAULT", value_parser = ["permit", "deny"])]
+    pub consent_default: Option<String>,
     #[command(flatten)]
     pub store: StoreArgs,
 }
@@ -248,6 +252,10 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
             }
             if !args.cors_origins.is_empty() {
                 s.cors_origins = args.cors_origins;
+            }
+            if let Some(v) = args.consent_default {
+                s.consent_default = v;
+                s.validate()?;
             }
             let app = Application::build(&s).await?;
             tracing::info!(

@@ -95,6 +95,7 @@ pub fn layer(origins: &[String]) -> CorsLayer {
             HeaderName::from_static("prefer"),
             header::IF_MATCH,
             HeaderName::from_static("if-none-exist"),
+            HeaderName::from_static("x-purpose-of-use"),
         ])
         .expose_headers([
             header::LOCATION,

@@ -4,6 +4,7 @@
 //! The service layer asks [`Principal::decide`] before an interaction and
 //! [`visible`] for each resource it is about to return or change.
 
+pub mod consent;
 pub mod matching;
 pub mod scope;
 

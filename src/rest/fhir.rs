@@ -56,6 +56,23 @@ async fn authenticate(
     }
 }
 
+/// Most purposes of use read from one request.
+const MAX_PURPOSES: usize = 8;
+
+/// `X-Purpose-Of-Use: TREAT, ETREAT`: v3-ActReason codes (a `system|code`
+/// keeps the code).
+fn purposes_of_use(headers: &HeaderMap) -> Vec<String> {
+    headers
+        .get_all("x-purpose-of-use")
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(','))
+        .map(|p| p.trim().rsplit('|').next().unwrap_or_default().to_string())
+        .filter(|p| !p.is_empty())
+        .take(MAX_PURPOSES)
+        .collect()
+}
+
 /// The `WWW-Authenticate` challenge for a 401 (RFC 6750 §3: no error code
 /// when no token was sent).
 fn www_authenticate(e: &ServiceError) -> &'static str {
@@ -152,7 +169,8 @@ pub async fn handle(
                 return Err(e);
             }
         };
-        let ctx = Ctx::new(request_id.clone(), Arc::new(principal)).via("rest", peer.clone());
+        let mut ctx = Ctx::new(request_id.clone(), Arc::new(principal)).via("rest", peer.clone());
+        ctx.purposes = purposes_of_use(&headers);
         if let Err(r) = state.rate_limiter.check(&ctx.principal) {
             let e = throttled(r, &mut retry_after);
             audited = true;

@@ -6,6 +6,7 @@ use serde_json::{json, Value};
 
 use super::definitions::{ParamKind, Registry};
 use super::query::{parse_clause, Clause, Modifier, MAX_CLAUSES, RESULT_PARAMS};
+pub use super::sql::ConsentFilter;
 use super::sql::{clause, Bind, Sql};
 use crate::service::ServiceError;
 
@@ -81,6 +82,9 @@ pub struct SearchPlan {
     pub ignored: Vec<String>,
     /// The parameters to repeat in paging links (filters and controls).
     pub link_params: Vec<(String, String)>,
+    /// What patients' Consents hide from this request (also inside chains
+    /// and `_has`, so that no answer depends on a hidden resource).
+    pub consent: Option<ConsentFilter>,
 }
 
 /// A compartment: the resources that reference `owner` through the
@@ -237,6 +241,7 @@ impl SearchPlan {
             elements: None,
             ignored: vec![],
             link_params: vec![],
+            consent: None,
         };
         for (name, value) in params {
             let base = name.split(':').next().unwrap_or("");
@@ -369,6 +374,12 @@ impl SearchPlan {
     /// The WHERE conditions, leaving out clause `skip` (answered by the driver).
     fn where_sql_except(&self, sql: &mut Sql, skip: Option<usize>) -> Result<String, ServiceError> {
         let mut conds = vec!["r.deleted = 0".to_string()];
+        sql.consent = self.consent.clone();
+        if let Some(f) = &self.consent {
+            if let Some(c) = f.sql(sql, "r") {
+                conds.push(c);
+            }
+        }
         let marks: Vec<String> = self.types.iter().map(|t| sql.text(t)).collect();
         conds.push(if marks.len() == 1 {
             format!("r.res_type = {}", marks[0])

@@ -20,6 +20,55 @@ pub struct Sql {
     /// (for plans that walk candidates in row order) instead of
     /// `rid IN (all matches)`.
     pub correlated: bool,
+    /// Resources Consent hides from this request: left out of the inner
+    /// sets of chains and `_has` too.
+    pub consent: Option<ConsentFilter>,
+}
+
+/// What patients' Consents hide from one request's search.
+#[derive(Debug, Clone, Default)]
+pub struct ConsentFilter {
+    /// Row ids denied by an in-force Consent.
+    pub hidden: Vec<i64>,
+    /// Opt-in: only resources of these patients (those with a Consent) or
+    /// of no patient are visible. `None` under opt-out.
+    pub permitted_patients: Option<Vec<String>>,
+}
+
+impl ConsentFilter {
+    /// The condition on resource alias `r`, `None` when nothing is hidden.
+    pub fn sql(&self, sql: &mut Sql, r: &str) -> Option<String> {
+        let mut conds = Vec::new();
+        if !self.hidden.is_empty() {
+            let marks: Vec<String> = self
+                .hidden
+                .iter()
+                .map(|rid| sql.bind(Bind::Int(*rid)))
+                .collect();
+            conds.push(format!("{r}.rid NOT IN ({})", marks.join(", ")));
+        }
+        if let Some(ps) = &self.permitted_patients {
+            let patient = sql.text("Patient");
+            let marks: Vec<String> = ps.iter().map(|p| sql.text(p)).collect();
+            let (own, foreign) = if marks.is_empty() {
+                (
+                    format!("{r}.res_type <> {patient}"),
+                    format!("x.target_type = {patient}"),
+                )
+            } else {
+                let list = marks.join(", ");
+                (
+                    format!("({r}.res_type <> {patient} OR {r}.res_id IN ({list}))"),
+                    format!("x.target_type = {patient} AND x.target_id NOT IN ({list})"),
+                )
+            };
+            conds.push(own);
+            conds.push(format!(
+                "NOT EXISTS (SELECT 1 FROM idx_reference x WHERE x.rid = {r}.rid AND {foreign})"
+            ));
+        }
+        (!conds.is_empty()).then(|| conds.join(" AND "))
+    }
 }
 
 impl Sql {
@@ -73,6 +122,15 @@ fn inner_clause(
     out
 }
 
+/// Adds the Consent condition on alias `r` to an inner set's condition.
+fn with_consent(sql: &mut Sql, r: &str, cond: String) -> String {
+    let filter = sql.consent.clone();
+    match filter.and_then(|f| f.sql(sql, r)) {
+        Some(c) => format!("{cond} AND {c}"),
+        None => cond,
+    }
+}
+
 /// Condition on resource alias `r` for one clause of a search on `res_type`
 /// (`*` when several types are searched).
 pub fn clause(sql: &mut Sql, res_type: &str, r: &str, c: &Clause) -> Result<String, ServiceError> {
@@ -87,6 +145,7 @@ pub fn clause(sql: &mut Sql, res_type: &str, r: &str, c: &Clause) -> Result<Stri
             let (p, tt) = (sql.text(&def.code), sql.text(target));
             let r2 = format!("{r}c");
             let inner_sql = inner_clause(sql, target, &r2, inner)?;
+            let inner_sql = with_consent(sql, &r2, inner_sql);
             Ok(format!(
                 "{r}.rid IN (SELECT x.rid FROM idx_reference x WHERE x.res_type = {t} AND x.param = {p} \
                  AND x.target_type = {tt} AND x.target_id IN (SELECT {r2}.res_id FROM resources {r2} \
@@ -98,6 +157,7 @@ pub fn clause(sql: &mut Sql, res_type: &str, r: &str, c: &Clause) -> Result<Stri
             let (s, p) = (sql.text(source), sql.text(&def.code));
             let r2 = format!("{r}h");
             let inner_sql = inner_clause(sql, source, &r2, inner)?;
+            let inner_sql = with_consent(sql, &r2, inner_sql);
             Ok(format!(
                 "{r}.res_id IN (SELECT x.target_id FROM idx_reference x WHERE x.res_type = {s} AND x.param = {p} \
                  AND x.target_type = {me} AND x.rid IN (SELECT {r2}.rid FROM resources {r2} \

@@ -245,7 +245,8 @@ impl FhirService {
     /// Runs one interaction and records its AuditEvent. Every door and every
     /// Bundle entry comes through here.
     pub async fn execute(&self, ctx: &Ctx, interaction: Interaction) -> ServiceResult<Outcome> {
-        let facts = facts_for(&interaction);
+        let mut facts = facts_for(&interaction);
+        facts.break_glass = super::consent::asserts_break_glass(ctx);
         let ctx = Ctx {
             audit: std::sync::Arc::new(AuditSlot {
                 pending: Mutex::new(Some(facts.clone())),
@@ -258,7 +259,6 @@ impl FhirService {
         if ctx.audit.written.load(Ordering::Acquire) {
             return result;
         }
-        let mut facts = facts;
         match &result {
             Ok(o) => self.note_outcome(&mut facts, o),
             Err(e) => {

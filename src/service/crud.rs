@@ -253,6 +253,25 @@ impl FhirService {
         }
     }
 
+    /// 404 unless the patients' Consents let this request see `json`.
+    async fn check_consent(
+        &self,
+        ctx: &Ctx,
+        res_type: &str,
+        id: &str,
+        json: &str,
+    ) -> ServiceResult<()> {
+        if ctx.principal.is_open() {
+            return Ok(());
+        }
+        let v: Value = serde_json::from_str(json).map_err(|_| ServiceError::internal())?;
+        if self.consent_allows(ctx, res_type, &v).await? {
+            Ok(())
+        } else {
+            Err(hidden(res_type, id))
+        }
+    }
+
     pub(super) async fn read(
         &self,
         ctx: &Ctx,
@@ -272,6 +291,8 @@ impl FhirService {
             }
             Some(json) if !current.deleted => {
                 self.check_visible(&decision, res_type.as_str(), id, &json)?;
+                self.check_consent(ctx, res_type.as_str(), id, &json)
+                    .await?;
                 Ok(Outcome::stored(
                     200,
                     StoredResource {
@@ -309,6 +330,8 @@ impl FhirService {
             None if decision != Decision::Unrestricted => Err(hidden(res_type.as_str(), id)),
             Some(json) => {
                 self.check_visible(&decision, res_type.as_str(), id, &json)?;
+                self.check_consent(ctx, res_type.as_str(), id, &json)
+                    .await?;
                 Ok(Outcome::stored(
                     200,
                     StoredResource {

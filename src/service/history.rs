@@ -120,6 +120,7 @@ impl FhirService {
             }
         }
         let reg = self.registry.get();
+        let book = self.consent_book(ctx, None).await?;
         let rows = self
             .store
             .history(scope, since, before, count as i64 + 1)
@@ -160,6 +161,18 @@ impl FhirService {
                     Some(v)
                 }
             };
+            // Versions a patient's Consent denies are left out too.
+            let parsed = match (parsed, &row.content) {
+                (None, Some(text)) if !book.hides_nothing() => Some(
+                    serde_json::from_str::<Value>(text).map_err(|_| ServiceError::internal())?,
+                ),
+                (p, _) => p,
+            };
+            if let Some(v) = &parsed {
+                if !book.allows(&reg, ctx, &row.res_type, v) {
+                    continue;
+                }
+            }
             let full_url = format!("{}/{}/{}", self.base_url, row.res_type, row.res_id);
             let (status, request_url) = match row.method.as_str() {
                 "POST" => (201, row.res_type.clone()),

@@ -9,6 +9,7 @@ mod audit;
 mod audit_query;
 mod bundle;
 mod conditional;
+pub mod consent;
 mod crud;
 pub mod error;
 mod history;
@@ -73,6 +74,9 @@ pub struct Ctx {
     pub peer: Option<String>,
     /// `rest`, `mcp`, `cli`, `auth`: recorded in every AuditEvent.
     pub door: &'static str,
+    /// Purposes of use asserted for the request (v3-ActReason codes, from
+    /// the `X-Purpose-Of-Use` header); Consent provisions match on them.
+    pub purposes: Vec<String>,
     /// The interaction being audited (set per interaction by `execute`).
     audit: Arc<audit::AuditSlot>,
 }
@@ -84,6 +88,7 @@ impl Ctx {
             principal,
             peer: None,
             door: "rest",
+            purposes: Vec::new(),
             audit: Arc::default(),
         }
     }
@@ -177,6 +182,8 @@ pub struct FhirService {
     security: Option<Value>,
     /// The audit trail every interaction is recorded in.
     audit: Arc<crate::audit::AuditLog>,
+    /// How patients' Consents are enforced.
+    consent: consent::ConsentSettings,
 }
 
 impl FhirService {
@@ -188,8 +195,14 @@ impl FhirService {
             registry: RegistryCell::default(),
             security: None,
             audit: Arc::new(crate::audit::AuditLog::new(store.clone())),
+            consent: consent::ConsentSettings::default(),
             store,
         }
+    }
+
+    /// Sets how patients' Consents are enforced.
+    pub fn set_consent(&mut self, settings: consent::ConsentSettings) {
+        self.consent = settings;
     }
 
     /// Sets the CapabilityStatement's `rest.security` (the SMART endpoints).
@@ -217,6 +230,7 @@ impl FhirService {
     /// Runs one interaction, unaudited: only [`FhirService::execute`] calls it.
     async fn run(&self, ctx: &Ctx, interaction: Interaction) -> ServiceResult<Outcome> {
         audit::refuse_audit_writes(&interaction)?;
+        self.break_glass(ctx)?;
         if let Some(answer) = self.audit_interaction(ctx, &interaction).await {
             return answer;
         }

@@ -44,7 +44,7 @@ pub enum SearchTarget {
 
 impl FhirService {
     /// Resolves a search target to the types searched and the path of its links.
-    fn target_types(
+    pub(super) fn target_types(
         &self,
         target: &SearchTarget,
         params: &[(String, String)],
@@ -323,6 +323,7 @@ impl FhirService {
             self.limits.max_count,
         )?;
         plan.compartment = compartment;
+        plan.consent = self.consent_filter(ctx).await?;
         for (_, c) in plan.clauses.iter_mut() {
             self.expand_valuesets(c).await?;
         }
@@ -416,7 +417,7 @@ impl FhirService {
                 }
                 rows = kept;
             }
-            let included = self.includes(principal, &plan, &rows).await?;
+            let included = self.includes(ctx, &plan, &rows).await?;
             for row in rows.iter() {
                 entries.push(self.entry(row, "match", &plan)?);
             }
@@ -565,6 +566,21 @@ impl FhirService {
         }))
     }
 
+    /// True when the patients' Consents let this request see `row`.
+    fn row_consented(
+        &self,
+        reg: &crate::search::definitions::Registry,
+        ctx: &Ctx,
+        book: &super::consent::ConsentBook,
+        row: &SearchRow,
+    ) -> ServiceResult<bool> {
+        if book.hides_nothing() {
+            return Ok(true);
+        }
+        let v: Value = serde_json::from_str(&row.content).map_err(|_| ServiceError::internal())?;
+        Ok(book.allows(reg, ctx, &row.res_type, &v))
+    }
+
     /// True when `row` meets `decision` (`None` or denied: not visible).
     fn row_visible(
         &self,
@@ -588,10 +604,12 @@ impl FhirService {
     /// followed further).
     async fn includes(
         &self,
-        principal: &Principal,
+        ctx: &Ctx,
         plan: &SearchPlan,
         rows: &[SearchRow],
     ) -> ServiceResult<Vec<SearchRow>> {
+        let principal = &ctx.principal;
+        let book = self.consent_book(ctx, None).await?;
         if plan.includes.is_empty() && plan.revincludes.is_empty() || rows.is_empty() {
             return Ok(vec![]);
         }
@@ -619,6 +637,7 @@ impl FhirService {
             for r in found {
                 if seen.insert(r.rid)
                     && self.row_visible(&reg, Some(&principal.decide(Perms::R, &r.res_type)), &r)?
+                    && self.row_consented(&reg, ctx, &book, &r)?
                 {
                     readable.push(r);
                 }

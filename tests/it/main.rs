@@ -8,6 +8,7 @@ mod bundles;
 mod cli;
 mod concurrency;
 mod conditional;
+mod consent;
 mod corpus;
 mod crud;
 mod errors;

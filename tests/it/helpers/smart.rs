@@ -75,6 +75,14 @@ pub fn param(p: &[(String, String)], k: &str) -> Option<String> {
 
 impl SmartApp {
     pub async fn start(backend: Backend) -> SmartApp {
+        SmartApp::start_with(backend, |_| {}).await
+    }
+
+    /// Like [`SmartApp::start`], letting the test adjust settings first.
+    pub async fn start_with(
+        backend: Backend,
+        adjust: impl FnOnce(&mut vesta::config::Settings),
+    ) -> SmartApp {
         let cfg = tempfile::tempdir().unwrap();
         let repo = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("smart-config");
         for f in ["roles.toml", "clients.toml"] {
@@ -98,7 +106,11 @@ impl SmartApp {
             .unwrap();
         }
         let dir = cfg.path().to_path_buf();
-        let app = spawn_with(backend, move |s| s.smart_config_dir = dir).await;
+        let app = spawn_with(backend, move |s| {
+            s.smart_config_dir = dir;
+            adjust(s);
+        })
+        .await;
         for (id, family) in [("p1", "Chalmers"), ("p2", "Smith")] {
             let r = app
                 .put(
