@@ -134,6 +134,8 @@ pub struct Actor<'a> {
     pub door: &'a str,
     /// The server's FHIR base (its network identity).
     pub server: &'a str,
+    /// Purposes of use the request asserted (v3-ActReason codes).
+    pub purposes: &'a [String],
 }
 
 fn coding(system: &str, code: &str, display: Option<&str>) -> Value {
@@ -201,6 +203,14 @@ fn agents(a: &Actor<'_>, refs: &mut Vec<(&'static str, String)>) -> Vec<Value> {
         });
         if let Some(role) = &p.role {
             user["role"] = json!([{"text": role}]);
+        }
+        if !a.purposes.is_empty() {
+            user["purposeOfUse"] = Value::Array(
+                a.purposes
+                    .iter()
+                    .map(|code| json!({"coding": [coding("http://terminology.hl7.org/CodeSystem/v3-ActReason", code, None)]}))
+                    .collect(),
+            );
         }
         out.push(user);
     }
@@ -370,6 +380,7 @@ mod tests {
             request_id: "req-1",
             door: "rest",
             server: "http://localhost/fhir",
+            purposes: &["TREAT".to_string()],
         };
         let row = build(&f, &actor, 1_700_000_000_000);
         let v: Value = serde_json::from_str(&row.content).unwrap();
@@ -377,6 +388,10 @@ mod tests {
             panic!("invalid AuditEvent: {e:?}\n{v:#}");
         }
         assert_eq!(row.outcome, "0");
+        assert_eq!(
+            v["agent"][0]["purposeOfUse"][0]["coding"][0]["code"],
+            "TREAT"
+        );
         assert_eq!(row.subtype, format!("{RESTFUL}|search-type"));
         assert!(row.refs.contains(&("patient", "Patient/p1".into())));
         assert!(row.refs.contains(&("entity", "Observation/o1".into())));

@@ -10,6 +10,11 @@ use super::smart_config::SmartConfig;
 use super::{now_s, AuthServer};
 use crate::policy::scope;
 
+/// Longest lifetime of a minted token: 7 days. Minted tokens belong to no
+/// registered client, so they cannot be revoked at `/auth/revoke`; they
+/// must not outlive a working week.
+pub const MAX_MINT_TTL_S: i64 = 7 * 24 * 3600;
+
 /// What to mint.
 #[derive(Debug, Clone, Default)]
 pub struct MintRequest {
@@ -31,6 +36,9 @@ pub fn mint(
     fhir_base: &str,
     req: &MintRequest,
 ) -> anyhow::Result<String> {
+    if req.ttl_s <= 0 || req.ttl_s > MAX_MINT_TTL_S {
+        anyhow::bail!("--ttl must be 1 to {MAX_MINT_TTL_S} seconds (7 days)");
+    }
     let ring = KeyRing::load_or_create(key_dir)?;
     let issuer = crate::startup::origin_of(fhir_base)?;
     let fhir_base = fhir_base.trim_end_matches('/').to_string();

@@ -76,7 +76,7 @@ pub struct TokenArgs {
     /// An extra audience (RFC 8707), e.g. http://127.0.0.1:8080/mcp.
     #[arg(long)]
     pub resource: Vec<String>,
-    /// Lifetime in seconds.
+    /// Lifetime in seconds (at most 604800, 7 days: minted tokens cannot be revoked).
     #[arg(long, default_value_t = 3600)]
     pub ttl: i64,
     /// FHIR base URL the token is for [default: http://<addr>/fhir]

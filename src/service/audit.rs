@@ -199,6 +199,7 @@ impl FhirService {
             request_id: &ctx.request_id,
             door: ctx.door,
             server: &self.base_url,
+            purposes: &ctx.purposes,
         }
     }
 
