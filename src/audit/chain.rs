@@ -5,7 +5,7 @@
 
 use sha2::{Digest, Sha256};
 
-use crate::store::{AuditLink, Store, StoreResult};
+use crate::store::{AuditLink, AuditRow, Store, StoreResult};
 
 /// The `prev_hash` of the first link.
 pub const GENESIS: &str = "genesis";
@@ -23,6 +23,36 @@ pub struct LinkFields<'a> {
     pub action: &'a str,
     pub outcome: &'a str,
     pub content: &'a str,
+}
+
+impl AuditLink {
+    /// The columns its hash covers.
+    pub fn fields(&self) -> LinkFields<'_> {
+        LinkFields {
+            id: &self.id,
+            recorded_ms: self.recorded_ms,
+            type_code: &self.type_code,
+            subtype: &self.subtype,
+            action: &self.action,
+            outcome: &self.outcome,
+            content: &self.content,
+        }
+    }
+}
+
+impl AuditRow {
+    /// The columns its hash will cover.
+    pub fn fields(&self) -> LinkFields<'_> {
+        LinkFields {
+            id: &self.id,
+            recorded_ms: self.recorded_ms,
+            type_code: &self.type_code,
+            subtype: &self.subtype,
+            action: &self.action,
+            outcome: &self.outcome,
+            content: &self.content,
+        }
+    }
 }
 
 /// SHA-256 (hex) of the previous hash, the position and the fields, each
@@ -78,16 +108,7 @@ fn check_link(prev_seq: i64, prev_hash: &str, l: &AuditLink) -> Option<String> {
     if l.prev_hash != prev_hash {
         return Some("its predecessor is not the link it was chained to (a row was changed, deleted or moved)".into());
     }
-    let fields = LinkFields {
-        id: &l.id,
-        recorded_ms: l.recorded_ms,
-        type_code: &l.type_code,
-        subtype: &l.subtype,
-        action: &l.action,
-        outcome: &l.outcome,
-        content: &l.content,
-    };
-    if link_hash(prev_hash, l.seq, &fields) != l.hash {
+    if link_hash(prev_hash, l.seq, &l.fields()) != l.hash {
         return Some("its content does not match its hash (the row was changed)".into());
     }
     None
@@ -154,19 +175,7 @@ mod tests {
             prev_hash: prev.into(),
             hash: String::new(),
         };
-        l.hash = link_hash(
-            prev,
-            seq,
-            &LinkFields {
-                id: &l.id,
-                recorded_ms: l.recorded_ms,
-                type_code: &l.type_code,
-                subtype: &l.subtype,
-                action: &l.action,
-                outcome: &l.outcome,
-                content: &l.content,
-            },
-        );
+        l.hash = link_hash(prev, seq, &l.fields());
         l
     }
 

@@ -86,19 +86,7 @@ impl WriteTx {
         for r in rows {
             seq += 1;
             let prev = std::mem::take(&mut hash);
-            hash = crate::audit::chain::link_hash(
-                &prev,
-                seq,
-                &crate::audit::chain::LinkFields {
-                    id: &r.id,
-                    recorded_ms: r.recorded_ms,
-                    type_code: &r.type_code,
-                    subtype: &r.subtype,
-                    action: &r.action,
-                    outcome: &r.outcome,
-                    content: &r.content,
-                },
-            );
+            hash = crate::audit::chain::link_hash(&prev, seq, &r.fields());
             with_tx!(self, c, pg => {
                 sqlx::query(INSERT_LOG)
                     .bind(seq)
