@@ -146,18 +146,14 @@ impl Application {
             .clone()
             .unwrap_or_else(|| format!("{scheme}://{addr}/fhir"));
         let mut service = open_service(settings, base_url.clone()).await?;
+        service.set_rate_limiter(RateLimiter::new(&settings.rate_limits));
         let store = service.store().clone();
         let auth = Arc::new(open_auth(settings, &base_url, service.clone())?);
         let mut security = crate::fhir::capability::smart_security(&auth.issuer);
         // Browser apps on other origins are served only when some are allowed.
         security["cors"] = serde_json::Value::Bool(!settings.cors_origins.is_empty());
         service.set_security(security);
-        let rate_limiter = RateLimiter::new(&settings.rate_limits);
-        let state = Arc::new(AppState {
-            service,
-            auth,
-            rate_limiter,
-        });
+        let state = Arc::new(AppState { service, auth });
         let router = with_guards(
             with_middleware(rest::router(state)),
             &settings.cors_origins,

@@ -15,7 +15,6 @@ use super::render::{self, Presentation};
 use super::AppState;
 use crate::auth::BearerError;
 use crate::fhir::media::Format;
-use crate::guard::RetryAfterSecs;
 use crate::policy::Principal;
 use crate::service::interaction::{parse, query_pairs, RawRequest};
 use crate::service::{Ctx, Interaction, Preference, ServiceError};
@@ -94,18 +93,6 @@ fn unauthorized(e: BearerError) -> ServiceError {
     ServiceError::new(401, crate::fhir::outcome::Issue::error("login", message))
 }
 
-/// 429 with `issue.code = throttled`; the wait goes to `Retry-After`.
-fn throttled(r: RetryAfterSecs, retry_after: &mut Option<RetryAfterSecs>) -> ServiceError {
-    *retry_after = Some(r);
-    ServiceError::new(
-        429,
-        crate::fhir::outcome::Issue::error(
-            "throttled",
-            format!("too many requests; retry in {} s", r.0),
-        ),
-    )
-}
-
 pub async fn handle(
     State(state): State<Arc<AppState>>,
     method: Method,
@@ -118,7 +105,6 @@ pub async fn handle(
     let p = presentation(&uri, &headers);
     let mut label = String::from("invalid");
     let mut challenge: Option<&'static str> = None;
-    let mut retry_after: Option<RetryAfterSecs> = None;
     let service = &state.service;
     let request_id = headers
         .get("x-request-id")
@@ -171,14 +157,8 @@ pub async fn handle(
         };
         let mut ctx = Ctx::new(request_id.clone(), Arc::new(principal)).via("rest", peer.clone());
         ctx.purposes = purposes_of_use(&headers);
-        if let Err(r) = state.rate_limiter.check(&ctx.principal) {
-            let e = throttled(r, &mut retry_after);
-            audited = true;
-            service.audit_refusal(&ctx, Some(&interaction), &e).await?;
-            return Err(e);
-        }
         audited = true;
-        let outcome = service.execute(&ctx, interaction).await?;
+        let outcome = service.handle(&ctx, interaction).await?;
         Ok::<_, ServiceError>((outcome, is_write))
     }
     .await;
@@ -209,7 +189,7 @@ pub async fn handle(
                 (None, 403) => Some("Bearer realm=\"vesta\", error=\"insufficient_scope\""),
                 _ => None,
             };
-            if let Some(RetryAfterSecs(secs)) = retry_after {
+            if let Some(secs) = e.retry_after_s {
                 r.headers_mut()
                     .insert(header::RETRY_AFTER, axum::http::HeaderValue::from(secs));
             }

@@ -16,16 +16,12 @@ use axum::routing::{any, get};
 use axum::Router;
 
 use crate::auth::AuthServer;
-use crate::guard::RateLimiter;
 use crate::service::FhirService;
 
 /// Shared state of the HTTP app.
 pub struct AppState {
     pub service: FhirService,
     pub auth: Arc<AuthServer>,
-    /// Request budgets per user and backend client (checked once the
-    /// principal is known).
-    pub rate_limiter: RateLimiter,
 }
 
 /// The router: FHIR under `/fhir`, health probes, and an OperationOutcome for anything else.

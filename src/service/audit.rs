@@ -243,8 +243,21 @@ impl FhirService {
         }
     }
 
-    /// Runs one interaction and records its AuditEvent. Every door and every
-    /// Bundle entry comes through here.
+    /// A door's request: the caller's rate budget, then [`FhirService::execute`].
+    /// A refusal for too many requests is audited like any other.
+    pub async fn handle(&self, ctx: &Ctx, interaction: Interaction) -> ServiceResult<Outcome> {
+        if let Some(limiter) = &self.rate_limiter {
+            if let Err(wait) = limiter.check(&ctx.principal) {
+                let e = ServiceError::throttled(wait.0);
+                self.audit_refusal(ctx, Some(&interaction), &e).await?;
+                return Err(e);
+            }
+        }
+        self.execute(ctx, interaction).await
+    }
+
+    /// Runs one interaction and records its AuditEvent. Every door (through
+    /// [`FhirService::handle`]) and every Bundle entry comes through here.
     pub async fn execute(&self, ctx: &Ctx, interaction: Interaction) -> ServiceResult<Outcome> {
         let mut facts = facts_for(&interaction);
         facts.break_glass = super::consent::asserts_break_glass(ctx);

@@ -9,6 +9,8 @@ use serde_json::Value;
 pub struct ServiceError {
     pub status: u16,
     pub issues: Vec<Issue>,
+    /// For 429: seconds until the budget allows another request.
+    pub retry_after_s: Option<u64>,
 }
 
 pub type ServiceResult<T> = Result<T, ServiceError>;
@@ -18,6 +20,18 @@ impl ServiceError {
         ServiceError {
             status,
             issues: vec![issue],
+            retry_after_s: None,
+        }
+    }
+
+    /// 429 with issue code `throttled`; doors send `Retry-After: secs`.
+    pub fn throttled(secs: u64) -> Self {
+        ServiceError {
+            retry_after_s: Some(secs),
+            ..ServiceError::new(
+                429,
+                Issue::error("throttled", format!("too many requests; retry in {secs} s")),
+            )
         }
     }
 

@@ -184,6 +184,9 @@ pub struct FhirService {
     audit: Arc<crate::audit::AuditLog>,
     /// How patients' Consents are enforced.
     consent: consent::ConsentSettings,
+    /// Request budgets per user and backend client, checked by
+    /// [`FhirService::handle`] for every door.
+    rate_limiter: Option<Arc<crate::guard::RateLimiter>>,
 }
 
 impl FhirService {
@@ -196,8 +199,14 @@ impl FhirService {
             security: None,
             audit: Arc::new(crate::audit::AuditLog::new(store.clone())),
             consent: consent::ConsentSettings::default(),
+            rate_limiter: None,
             store,
         }
+    }
+
+    /// Sets the request budgets that [`FhirService::handle`] enforces.
+    pub fn set_rate_limiter(&mut self, limiter: crate::guard::RateLimiter) {
+        self.rate_limiter = Some(Arc::new(limiter));
     }
 
     /// Sets how patients' Consents are enforced.
