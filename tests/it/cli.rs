@@ -254,3 +254,105 @@ async fn sigterm_during_writes_loses_no_acknowledged_write(backend: Backend) {
     child.wait().unwrap();
 }
 both_backends!(sigterm_during_writes_loses_no_acknowledged_write);
+
+/// The entries of a help text that have no description: flag lines
+/// (`--x`, `-x, --x`), arguments (`<X>`) and subcommands, under the
+/// `Options:`, `Arguments:` and `Commands:` headings. clap puts a
+/// description after two or more spaces, or (for long ones) on the next,
+/// deeper-indented line.
+fn bare_entries(help: &str) -> Vec<String> {
+    let lines: Vec<&str> = help.lines().collect();
+    let mut in_section = false;
+    let mut bare = Vec::new();
+    for (i, line) in lines.iter().enumerate() {
+        if !line.starts_with(' ') {
+            in_section = matches!(line.trim(), "Options:" | "Arguments:" | "Commands:");
+            continue;
+        }
+        let text = line.trim_start();
+        let indent = line.len() - text.len();
+        // An entry starts at clap's entry indent (2, or 6 for a long flag
+        // without a short one); deeper lines are descriptions.
+        if !in_section || text.is_empty() || indent > 6 {
+            continue;
+        }
+        let same_line = text
+            .split_once("  ")
+            .is_some_and(|(_, d)| !d.trim().is_empty());
+        let next_line = lines.get(i + 1).is_some_and(|n| {
+            let t = n.trim_start();
+            !t.is_empty() && n.len() - t.len() > 6
+        });
+        if !same_line && !next_line {
+            bare.push(line.to_string());
+        }
+    }
+    bare
+}
+
+/// The subcommands a help text lists (without clap's own `help`).
+fn subcommands(help: &str) -> Vec<String> {
+    help.lines()
+        .skip_while(|l| l.trim() != "Commands:")
+        .skip(1)
+        .take_while(|l| l.starts_with("  "))
+        .filter_map(|l| l.split_whitespace().next())
+        .filter(|c| *c != "help")
+        .map(str::to_string)
+        .collect()
+}
+
+/// `vesta --help` and the help of every subcommand, found by walking the
+/// `Commands:` lists, exit 0 and describe every flag, argument and command.
+#[test]
+fn every_help_describes_every_flag() {
+    let mut queue: Vec<Vec<String>> = vec![vec![]];
+    let mut seen = Vec::new();
+    while let Some(words) = queue.pop() {
+        let out = vesta()
+            .args(&words)
+            .arg("--help")
+            .output()
+            .expect("run vesta --help");
+        let help = String::from_utf8_lossy(&out.stdout).to_string();
+        let cmd = format!("vesta {} --help", words.join(" "));
+        assert!(out.status.success(), "{cmd} failed: {help}");
+        assert!(help.contains("Usage: vesta"), "{cmd}: {help}");
+        let bare = bare_entries(&help);
+        assert!(
+            bare.is_empty(),
+            "{cmd}: no description for {bare:?}\n{help}"
+        );
+        for sub in subcommands(&help) {
+            let mut next = words.clone();
+            next.push(sub);
+            queue.push(next);
+        }
+        seen.push(words.join(" "));
+    }
+    for expected in [
+        "",
+        "serve",
+        "import",
+        "explain",
+        "reindex",
+        "token",
+        "user",
+        "user add",
+        "keys",
+        "keys rotate",
+        "audit",
+        "audit verify",
+        "audit export",
+    ] {
+        assert!(
+            seen.iter().any(|s| s == expected),
+            "`vesta {expected} --help` was not reached: {seen:?}"
+        );
+    }
+    // The checker itself finds a bare flag line.
+    assert_eq!(
+        bare_entries("Options:\n      --quiet\n  -h, --help  Print help\n"),
+        vec!["      --quiet".to_string()]
+    );
+}
