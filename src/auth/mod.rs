@@ -123,7 +123,12 @@ impl OAuthError {
 
 impl From<crate::store::StoreError> for OAuthError {
     fn from(e: crate::store::StoreError) -> Self {
-        tracing::error!(kind = "store", error = %e, "authorization store error");
+        // The kind only: driver messages can quote values (ids, user names).
+        tracing::error!(
+            kind = "store",
+            error_kind = e.kind_name(),
+            "authorization store error"
+        );
         OAuthError::server_error()
     }
 }
@@ -317,7 +322,11 @@ impl AuthServer {
             Ok(None) => Ok(claims),
             Ok(Some(_)) => Err(BearerError::Invalid("the token has been revoked".into())),
             Err(e) => {
-                tracing::error!(kind = "store", error = %e, "revocation check failed");
+                tracing::error!(
+                    kind = "store",
+                    error_kind = e.kind_name(),
+                    "revocation check failed"
+                );
                 Err(BearerError::Invalid(
                     "the token could not be checked".into(),
                 ))
