@@ -385,6 +385,18 @@ const PHI: &[&str] = &[
     "phi-id-kqzjvxw",
 ];
 
+/// Kills the server it holds when dropped (a test that fails half-way).
+struct KillOnDrop(Option<std::process::Child>);
+
+impl Drop for KillOnDrop {
+    fn drop(&mut self) {
+        if let Some(mut c) = self.0.take() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+}
+
 /// `text` without ANSI escape sequences (`ESC [ … letter`).
 fn strip_ansi(text: &str) -> String {
     let mut out = String::with_capacity(text.len());
@@ -434,6 +446,8 @@ async fn logs_never_carry_phi(backend: Backend) {
     let log = dir.path().join("server.log");
     let (child, root, client) =
         start_server_logging(dir.path(), &settings.database_url, Some((&log, "debug"))).await;
+    // A failed step must not leave the server running.
+    let mut guard = KillOnDrop(Some(child));
     let fhir = format!("{root}/fhir");
     let mut sent = 0;
     let mut send = |req: reqwest::RequestBuilder| {
@@ -617,13 +631,13 @@ async fn logs_never_carry_phi(backend: Backend) {
     assert_eq!(status, 401);
 
     // Stop gracefully, so every line is flushed.
+    let mut child = guard.0.take().expect("the server");
     let status = Command::new("kill")
         .arg("-TERM")
         .arg(child.id().to_string())
         .status()
         .unwrap();
     assert!(status.success());
-    let mut child = child;
     let exit = tokio::task::spawn_blocking(move || child.wait())
         .await
         .unwrap()
