@@ -257,7 +257,10 @@ async fn purge_auth_state(store: Store) {
         match store.auth_purge(crate::fhir::instant::now_ms()).await {
             Ok(n) if n > 0 => tracing::info!(rows = n, "expired authorization state purged"),
             Ok(_) => {}
-            Err(e) => tracing::warn!(error = %e, "purging expired authorization state failed"),
+            Err(e) => tracing::warn!(
+                error_kind = e.kind_name(),
+                "purging expired authorization state failed"
+            ),
         }
     }
 }

@@ -9,11 +9,13 @@ use crate::store::{Store, StoreResult};
 const EXPORT_BATCH: i64 = 1_000;
 
 /// Writes every AuditEvent after chain position `after_seq` to `out`;
-/// returns how many were written and the last position.
+/// returns how many were written and the last position. `progress` is called
+/// with the running count after each batch (at most [`EXPORT_BATCH`] events apart).
 pub async fn export_ndjson(
     store: &Store,
     after_seq: i64,
     out: &mut impl Write,
+    progress: &dyn Fn(u64),
 ) -> StoreResult<(u64, i64)> {
     let mut last = after_seq;
     let mut written = 0u64;
@@ -29,6 +31,7 @@ pub async fn export_ndjson(
             written += 1;
             last = l.seq;
         }
+        progress(written);
     }
     Ok((written, last))
 }

@@ -26,7 +26,7 @@ use std::sync::{Arc, RwLock};
 
 use axum::http::{header, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
-use axum::routing::{get, post};
+use axum::routing::{get, post, MethodRouter};
 use axum::{Json, Router};
 use serde_json::json;
 use sha2::{Digest, Sha256};
@@ -123,7 +123,12 @@ impl OAuthError {
 
 impl From<crate::store::StoreError> for OAuthError {
     fn from(e: crate::store::StoreError) -> Self {
-        tracing::error!(kind = "store", error = %e, "authorization store error");
+        // The kind only: driver messages can quote values (ids, user names).
+        tracing::error!(
+            kind = "store",
+            error_kind = e.kind_name(),
+            "authorization store error"
+        );
         OAuthError::server_error()
     }
 }
@@ -317,7 +322,11 @@ impl AuthServer {
             Ok(None) => Ok(claims),
             Ok(Some(_)) => Err(BearerError::Invalid("the token has been revoked".into())),
             Err(e) => {
-                tracing::error!(kind = "store", error = %e, "revocation check failed");
+                tracing::error!(
+                    kind = "store",
+                    error_kind = e.kind_name(),
+                    "revocation check failed"
+                );
                 Err(BearerError::Invalid(
                     "the token could not be checked".into(),
                 ))
@@ -381,37 +390,51 @@ impl AuthServer {
     }
 }
 
-/// The authorization server's routes.
-pub fn routes(auth: Arc<AuthServer>) -> Router {
-    Router::new()
-        .route(
+/// The authorization server's routes with their handlers; [`routes`] mounts
+/// exactly these (and [`route_paths`] lists them for the OpenAPI check).
+fn route_table() -> Vec<(&'static str, MethodRouter<Arc<AuthServer>>)> {
+    vec![
+        (
             "/.well-known/smart-configuration",
             get(metadata::smart_configuration),
-        )
-        .route(
+        ),
+        (
             "/fhir/.well-known/smart-configuration",
             get(metadata::smart_configuration),
-        )
-        .route(
+        ),
+        (
             "/.well-known/openid-configuration",
             get(metadata::openid_configuration),
-        )
-        .route(
+        ),
+        (
             "/.well-known/oauth-authorization-server",
             get(metadata::oauth_metadata),
-        )
-        .route("/auth/jwks", get(metadata::jwks))
-        .route("/auth/smart-style.json", get(metadata::smart_style))
-        .route(
+        ),
+        ("/auth/jwks", get(metadata::jwks)),
+        ("/auth/smart-style.json", get(metadata::smart_style)),
+        (
             "/auth/authorize",
             get(authorize::authorize_get).post(authorize::authorize_post),
-        )
-        .route("/auth/login", post(authorize::login))
-        .route("/auth/consent", post(authorize::consent))
-        .route("/auth/token", post(token::token))
-        .route("/auth/introspect", post(introspect::introspect))
-        .route("/auth/revoke", post(introspect::revoke))
-        .route("/auth/register", post(register::register))
-        .route("/auth/launch", post(launch::create_launch))
+        ),
+        ("/auth/login", post(authorize::login)),
+        ("/auth/consent", post(authorize::consent)),
+        ("/auth/token", post(token::token)),
+        ("/auth/introspect", post(introspect::introspect)),
+        ("/auth/revoke", post(introspect::revoke)),
+        ("/auth/register", post(register::register)),
+        ("/auth/launch", post(launch::create_launch)),
+    ]
+}
+
+/// The paths of the authorization server's routes.
+pub fn route_paths() -> Vec<&'static str> {
+    route_table().into_iter().map(|(p, _)| p).collect()
+}
+
+/// The authorization server's routes.
+pub fn routes(auth: Arc<AuthServer>) -> Router {
+    route_table()
+        .into_iter()
+        .fold(Router::new(), |r, (path, handler)| r.route(path, handler))
         .with_state(auth)
 }

@@ -1,4 +1,5 @@
-//! The `vesta` command line: `serve` and `import`.
+//! The `vesta` command line: `serve`, `import`, `explain`, `reindex`,
+//! `token`, `user add`, `keys rotate`, `audit verify`, `audit export`.
 
 mod import;
 
@@ -19,6 +20,11 @@ pub struct Cli {
 #[derive(Debug, Subcommand)]
 pub enum Command {
     /// Run the FHIR server (SQLite in ./vesta-data unless --database-url is given).
+    #[command(
+        after_help = "Logging: RUST_LOG sets the level (default: info,sqlx=warn). Logs carry \
+                      method, interaction, status, latency and request id; never resource \
+                      content, ids or search values. Stops gracefully on SIGTERM or Ctrl-C."
+    )]
     Serve(ServeArgs),
     /// Load NDJSON files and Bundles (transaction, batch or collection) into the store.
     Import(ImportArgs),
@@ -54,6 +60,9 @@ pub enum AuditCommand {
         /// Export only events after this chain position (as printed by an earlier export).
         #[arg(long, default_value_t = 0)]
         after: i64,
+        /// Do not draw a progress spinner.
+        #[arg(long)]
+        quiet: bool,
         #[command(flatten)]
         store: StoreArgs,
     },
@@ -96,6 +105,7 @@ pub struct TokenArgs {
 pub enum UserCommand {
     /// Add or replace a user; the password is read from VESTA_USER_PASSWORD or standard input.
     Add {
+        /// The sign-in name.
         username: String,
         /// One of the roles in smart-config/roles.toml (admin, clinician, nurse, …).
         #[arg(long)]
@@ -415,21 +425,36 @@ async fn audit_command(cmd: AuditCommand) -> anyhow::Result<()> {
                 }
             }
         }
-        AuditCommand::Export { out, after, store } => {
+        AuditCommand::Export {
+            out,
+            after,
+            quiet,
+            store,
+        } => {
             let s = settings(&store, None, None)?;
             let store = crate::store::Store::open(&s.store_options()).await?;
+            // On stderr, so it never mixes with NDJSON on stdout; indicatif
+            // draws nothing when stderr is not a terminal.
+            let bar = if quiet {
+                indicatif::ProgressBar::hidden()
+            } else {
+                indicatif::ProgressBar::new_spinner()
+            };
+            let progress = |n: u64| bar.set_message(format!("{n} AuditEvents exported"));
             let (written, last) = match &out {
                 Some(path) => {
                     let mut f = std::io::BufWriter::new(std::fs::File::create(path)?);
-                    let r = crate::audit::export::export_ndjson(&store, after, &mut f).await?;
+                    let r = crate::audit::export::export_ndjson(&store, after, &mut f, &progress)
+                        .await?;
                     std::io::Write::flush(&mut f)?;
                     r
                 }
                 None => {
                     let mut lock = std::io::stdout().lock();
-                    crate::audit::export::export_ndjson(&store, after, &mut lock).await?
+                    crate::audit::export::export_ndjson(&store, after, &mut lock, &progress).await?
                 }
             };
+            bar.finish_and_clear();
             store.close().await;
             eprintln!("{written} AuditEvents exported; last chain position {last} (use --after {last} next time)");
             Ok(())

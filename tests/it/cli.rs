@@ -1,4 +1,5 @@
-//! The `vesta` binary: import (idempotent, counted) and durability across `kill -9`.
+//! The `vesta` binary: import (idempotent, counted), durability across
+//! `kill -9` and SIGTERM, complete help texts, and logs free of PHI.
 
 use std::process::{Command, Stdio};
 use std::time::Duration;
@@ -125,6 +126,16 @@ async fn start_server(
     dir: &std::path::Path,
     url: &Option<String>,
 ) -> (std::process::Child, String, reqwest::Client) {
+    start_server_logging(dir, url, None).await
+}
+
+/// As [`start_server`]; with `log`, the server runs with `RUST_LOG` set to
+/// `log.1` and its standard output and error both go to the file `log.0`.
+async fn start_server_logging(
+    dir: &std::path::Path,
+    url: &Option<String>,
+    log: Option<(&std::path::Path, &str)>,
+) -> (std::process::Child, String, reqwest::Client) {
     let port = free_port();
     let client = crate::helpers::client_with_token(&token_for(dir, port));
     let client = &client;
@@ -145,11 +156,15 @@ async fn start_server(
         .arg("--config")
         .arg(&config);
     store_args(&mut cmd, dir, url);
-    let child = cmd
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .expect("spawn server");
+    match log {
+        Some((file, level)) => {
+            let out = std::fs::File::create(file).expect("create log file");
+            let err = out.try_clone().expect("clone log file");
+            cmd.env("RUST_LOG", level).stdout(out).stderr(err)
+        }
+        None => cmd.stdout(Stdio::null()).stderr(Stdio::null()),
+    };
+    let child = cmd.spawn().expect("spawn server");
     let root = format!("http://127.0.0.1:{port}");
     wait_ready(client, &root).await;
     (child, root, client.clone())
@@ -254,3 +269,410 @@ async fn sigterm_during_writes_loses_no_acknowledged_write(backend: Backend) {
     child.wait().unwrap();
 }
 both_backends!(sigterm_during_writes_loses_no_acknowledged_write);
+
+/// The entries of a help text that have no description: flag lines
+/// (`--x`, `-x, --x`), arguments (`<X>`) and subcommands, under the
+/// `Options:`, `Arguments:` and `Commands:` headings. clap puts a
+/// description after two or more spaces, or (for long ones) on the next,
+/// deeper-indented line.
+fn bare_entries(help: &str) -> Vec<String> {
+    let lines: Vec<&str> = help.lines().collect();
+    let mut in_section = false;
+    let mut bare = Vec::new();
+    for (i, line) in lines.iter().enumerate() {
+        if !line.starts_with(' ') {
+            in_section = matches!(line.trim(), "Options:" | "Arguments:" | "Commands:");
+            continue;
+        }
+        let text = line.trim_start();
+        let indent = line.len() - text.len();
+        // An entry starts at clap's entry indent (2, or 6 for a long flag
+        // without a short one); deeper lines are descriptions.
+        if !in_section || text.is_empty() || indent > 6 {
+            continue;
+        }
+        let same_line = text
+            .split_once("  ")
+            .is_some_and(|(_, d)| !d.trim().is_empty());
+        let next_line = lines.get(i + 1).is_some_and(|n| {
+            let t = n.trim_start();
+            !t.is_empty() && n.len() - t.len() > 6
+        });
+        if !same_line && !next_line {
+            bare.push(line.to_string());
+        }
+    }
+    bare
+}
+
+/// The subcommands a help text lists (without clap's own `help`).
+fn subcommands(help: &str) -> Vec<String> {
+    help.lines()
+        .skip_while(|l| l.trim() != "Commands:")
+        .skip(1)
+        .take_while(|l| l.starts_with("  "))
+        .filter_map(|l| l.split_whitespace().next())
+        .filter(|c| *c != "help")
+        .map(str::to_string)
+        .collect()
+}
+
+/// `vesta --help` and the help of every subcommand, found by walking the
+/// `Commands:` lists, exit 0 and describe every flag, argument and command.
+#[test]
+fn every_help_describes_every_flag() {
+    let mut queue: Vec<Vec<String>> = vec![vec![]];
+    let mut seen = Vec::new();
+    while let Some(words) = queue.pop() {
+        let out = vesta()
+            .args(&words)
+            .arg("--help")
+            .output()
+            .expect("run vesta --help");
+        let help = String::from_utf8_lossy(&out.stdout).to_string();
+        let cmd = format!("vesta {} --help", words.join(" "));
+        assert!(out.status.success(), "{cmd} failed: {help}");
+        assert!(help.contains("Usage: vesta"), "{cmd}: {help}");
+        let bare = bare_entries(&help);
+        assert!(
+            bare.is_empty(),
+            "{cmd}: no description for {bare:?}\n{help}"
+        );
+        for sub in subcommands(&help) {
+            let mut next = words.clone();
+            next.push(sub);
+            queue.push(next);
+        }
+        seen.push(words.join(" "));
+    }
+    for expected in [
+        "",
+        "serve",
+        "import",
+        "explain",
+        "reindex",
+        "token",
+        "user",
+        "user add",
+        "keys",
+        "keys rotate",
+        "audit",
+        "audit verify",
+        "audit export",
+    ] {
+        assert!(
+            seen.iter().any(|s| s == expected),
+            "`vesta {expected} --help` was not reached: {seen:?}"
+        );
+    }
+    // The checker itself finds a bare flag line.
+    assert_eq!(
+        bare_entries("Options:\n      --quiet\n  -h, --help  Print help\n"),
+        vec!["      --quiet".to_string()]
+    );
+}
+
+/// Distinctive PHI seeded by [`logs_never_carry_phi`]: family and given
+/// names, an MRN, a birth date, an SSN, a phone number, and a resource id
+/// (logs name the type, never the id).
+const PHI: &[&str] = &[
+    "Zyxwvutsrq",
+    "Qjxvbnmkwp",
+    "MRN7731946",
+    "1937-04-23",
+    "987-65-4329",
+    "555-013-7931",
+    "phi-id-kqzjvxw",
+];
+
+/// Kills the server it holds when dropped (a test that fails half-way).
+struct KillOnDrop(Option<std::process::Child>);
+
+impl Drop for KillOnDrop {
+    fn drop(&mut self) {
+        if let Some(mut c) = self.0.take() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+}
+
+/// `text` without ANSI escape sequences (`ESC [ … letter`).
+fn strip_ansi(text: &str) -> String {
+    let mut out = String::with_capacity(text.len());
+    let mut chars = text.chars();
+    while let Some(c) = chars.next() {
+        if c == '\x1b' {
+            for c in chars.by_ref() {
+                if c.is_ascii_alphabetic() {
+                    break;
+                }
+            }
+        } else {
+            out.push(c);
+        }
+    }
+    out
+}
+
+fn phi_patient(id: Option<&str>) -> serde_json::Value {
+    let mut p = json!({
+        "resourceType": "Patient",
+        "identifier": [
+            {"system": "urn:oid:1.2.36.146.595.217.0.1", "value": "MRN7731946"},
+            {"system": "http://hl7.org/fhir/sid/us-ssn", "value": "987-65-4329"}
+        ],
+        "name": [{"family": "Zyxwvutsrq", "given": ["Qjxvbnmkwp"]}],
+        "birthDate": "1937-04-23",
+        "telecom": [{"system": "phone", "value": "555-013-7931"}]
+    });
+    if let Some(id) = id {
+        p["id"] = json!(id);
+    }
+    p
+}
+
+/// Consent/audit Guards: "Logs never carry PHI: no resource content, names,
+/// identifiers or search values." The real binary runs at `RUST_LOG=debug`
+/// (every crate) with its output captured; a scenario carries the PHI above
+/// through create, update, read, searches with it in the query, failing
+/// requests quoting it (invalid resource, unknown parameter, malformed
+/// JSON), a transaction Bundle, a conditional create and update, and 401s;
+/// after SIGTERM no PHI string may appear in the log (case-insensitive),
+/// and the log must show the requests were logged at all.
+async fn logs_never_carry_phi(backend: Backend) {
+    let dir = tempfile::tempdir().unwrap();
+    let settings = settings_for(backend, dir.path()).await;
+    let log = dir.path().join("server.log");
+    let (child, root, client) =
+        start_server_logging(dir.path(), &settings.database_url, Some((&log, "debug"))).await;
+    // A failed step must not leave the server running.
+    let mut guard = KillOnDrop(Some(child));
+    let fhir = format!("{root}/fhir");
+    let mut sent = 0;
+    let mut send = |req: reqwest::RequestBuilder| {
+        sent += 1;
+        async move {
+            let r = req.send().await.expect("request");
+            let status = r.status().as_u16();
+            let text = r.text().await.expect("body");
+            (status, text)
+        }
+    };
+    let fhir_json = "application/fhir+json";
+    let id = "phi-id-kqzjvxw";
+
+    // Create (server-assigned id), update with a client id, read.
+    let (status, text) = send(
+        client
+            .post(format!("{fhir}/Patient"))
+            .header("content-type", fhir_json)
+            .body(phi_patient(None).to_string()),
+    )
+    .await;
+    assert_eq!(status, 201, "{text}");
+    let (status, text) = send(
+        client
+            .put(format!("{fhir}/Patient/{id}"))
+            .header("content-type", fhir_json)
+            .body(phi_patient(Some(id)).to_string()),
+    )
+    .await;
+    assert_eq!(status, 201, "{text}");
+    let mut changed = phi_patient(Some(id));
+    changed["gender"] = json!("female");
+    let (status, text) = send(
+        client
+            .put(format!("{fhir}/Patient/{id}"))
+            .header("content-type", fhir_json)
+            .body(changed.to_string()),
+    )
+    .await;
+    assert_eq!(status, 200, "{text}");
+    let (status, text) = send(client.get(format!("{fhir}/Patient/{id}"))).await;
+    assert_eq!(status, 200, "{text}");
+    assert!(text.contains("Zyxwvutsrq"));
+
+    // Searches with PHI in the query string, by GET and by form POST.
+    for query in [
+        "family=Zyxwvutsrq",
+        "given=Qjxvbnmkwp",
+        "identifier=MRN7731946",
+        "identifier=http://hl7.org/fhir/sid/us-ssn|987-65-4329",
+        "birthdate=1937-04-23",
+        "phone=555-013-7931",
+        "name:contains=yxwvuts&_sort=family",
+    ] {
+        let (status, text) = send(client.get(format!("{fhir}/Patient?{query}"))).await;
+        assert_eq!(status, 200, "{query}: {text}");
+    }
+    let (status, text) = send(
+        client
+            .post(format!("{fhir}/Patient/_search"))
+            .header("content-type", "application/x-www-form-urlencoded")
+            .body("family=Zyxwvutsrq&birthdate=1937-04-23"),
+    )
+    .await;
+    assert_eq!(status, 200, "{text}");
+
+    // Failing requests that quote the PHI.
+    let mut invalid = phi_patient(None);
+    invalid["name"][0]["bogus"] = json!("Zyxwvutsrq");
+    invalid["birthDate"] = json!("1937-04-23T99");
+    let (status, text) = send(
+        client
+            .post(format!("{fhir}/Patient"))
+            .header("content-type", fhir_json)
+            .body(invalid.to_string()),
+    )
+    .await;
+    assert_eq!(status, 400, "{text}");
+    let (status, text) = send(
+        client
+            .get(format!(
+                "{fhir}/Patient?nosuchparam=Zyxwvutsrq&MRN7731946=1"
+            ))
+            .header("prefer", "handling=strict"),
+    )
+    .await;
+    assert_eq!(status, 400, "{text}");
+    let (status, text) =
+        send(client.get(format!("{fhir}/Patient?birthdate=gt1937-04-23x987-65-4329"))).await;
+    assert!(status >= 400, "{status} {text}");
+    let (status, text) = send(
+        client
+            .post(format!("{fhir}/Patient"))
+            .header("content-type", fhir_json)
+            .body("{\"resourceType\": \"Patient\", \"name\": [{\"family\": \"Zyxwvutsrq\""),
+    )
+    .await;
+    assert_eq!(status, 400, "{text}");
+    let (status, text) = send(client.get(format!("{fhir}/Patient/{id}-MRN7731946"))).await;
+    assert_eq!(status, 404, "{text}");
+
+    // A transaction Bundle (a conditional create entry among them).
+    let bundle = json!({"resourceType": "Bundle", "type": "transaction", "entry": [
+        {"fullUrl": "urn:uuid:8c5e1f3a-0d7b-4b8e-9a51-6f1e2d3c4b5a",
+         "resource": phi_patient(None),
+         "request": {"method": "POST", "url": "Patient", "ifNoneExist": format!("identifier=MRN7731946&_id={id}")}},
+        {"resource": {"resourceType": "Observation", "status": "final",
+                      "code": {"text": "Zyxwvutsrq phone 555-013-7931"},
+                      "subject": {"reference": format!("Patient/{id}")}},
+         "request": {"method": "POST", "url": "Observation"}},
+        {"request": {"method": "GET", "url": "Patient?family=Zyxwvutsrq"}}
+    ]});
+    let (status, text) = send(
+        client
+            .post(&fhir)
+            .header("content-type", fhir_json)
+            .body(bundle.to_string()),
+    )
+    .await;
+    assert_eq!(status, 200, "{text}");
+    // A transaction that fails on an entry quoting the PHI.
+    let failing = json!({"resourceType": "Bundle", "type": "transaction", "entry": [
+        {"resource": {"resourceType": "Patient", "name": [{"family": "Zyxwvutsrq", "bogus": true}]},
+         "request": {"method": "POST", "url": "Patient"}}
+    ]});
+    let (status, text) = send(
+        client
+            .post(&fhir)
+            .header("content-type", fhir_json)
+            .body(failing.to_string()),
+    )
+    .await;
+    assert_eq!(status, 400, "{text}");
+
+    // Conditional create (If-None-Exist carrying the identifier): found
+    // more than once by now (412), then on a unique one.
+    let (status, text) = send(
+        client
+            .post(format!("{fhir}/Patient"))
+            .header("content-type", fhir_json)
+            .header("if-none-exist", "identifier=MRN7731946")
+            .body(phi_patient(None).to_string()),
+    )
+    .await;
+    assert!(status == 412 || status == 200, "{status} {text}");
+    let (status, text) = send(
+        client
+            .post(format!("{fhir}/Patient"))
+            .header("content-type", fhir_json)
+            .header(
+                "if-none-exist",
+                "identifier=http://hl7.org/fhir/sid/us-ssn|987-65-4329",
+            )
+            .body(phi_patient(None).to_string()),
+    )
+    .await;
+    assert!(status == 412 || status == 200, "{status} {text}");
+    // Conditional update by the identifier.
+    let (status, text) = send(
+        client
+            .put(format!("{fhir}/Patient?identifier=MRN7731946&_id={id}"))
+            .header("content-type", fhir_json)
+            .body(phi_patient(Some(id)).to_string()),
+    )
+    .await;
+    assert!(status < 500, "{status} {text}");
+
+    // 401s: no token, and a bogus one, with PHI in the query.
+    let anon = reqwest::Client::new();
+    let (status, _) = send(anon.get(format!(
+        "{fhir}/Patient?family=Zyxwvutsrq&birthdate=1937-04-23"
+    )))
+    .await;
+    assert_eq!(status, 401);
+    let (status, _) = send(
+        anon.get(format!("{fhir}/Patient?identifier=MRN7731946"))
+            .bearer_auth("987-65-4329.Zyxwvutsrq.555-013-7931"),
+    )
+    .await;
+    assert_eq!(status, 401);
+
+    // Stop gracefully, so every line is flushed.
+    let mut child = guard.0.take().expect("the server");
+    let status = Command::new("kill")
+        .arg("-TERM")
+        .arg(child.id().to_string())
+        .status()
+        .unwrap();
+    assert!(status.success());
+    let exit = tokio::task::spawn_blocking(move || child.wait())
+        .await
+        .unwrap()
+        .unwrap();
+    assert!(exit.success(), "graceful shutdown exits 0, got {exit:?}");
+
+    let raw = std::fs::read_to_string(&log).expect("read the server log");
+    // Logs to a file are plain text (no colours), so a value is never split
+    // by escape codes; the test does not rely on that.
+    assert!(!raw.contains('\x1b'), "ANSI colours in a log file");
+    let text = strip_ansi(&raw);
+    // The scenario was logged: start, one response line per request, debug lines.
+    assert!(text.contains("vesta listening"), "{text}");
+    let responses = text.matches("finished processing request").count();
+    assert!(
+        responses >= sent,
+        "{responses} response lines for {sent} requests:\n{text}"
+    );
+    assert!(
+        text.contains("DEBUG"),
+        "RUST_LOG=debug had no effect:\n{text}"
+    );
+    let lower = text.to_lowercase();
+    let leaks: Vec<String> = PHI
+        .iter()
+        .filter(|p| lower.contains(&p.to_lowercase()))
+        .map(|p| {
+            let lines: Vec<&str> = text
+                .lines()
+                .filter(|l| l.to_lowercase().contains(&p.to_lowercase()))
+                .take(3)
+                .collect();
+            format!("{p}:\n  {}", lines.join("\n  "))
+        })
+        .collect();
+    assert!(leaks.is_empty(), "PHI in the logs:\n{}", leaks.join("\n"));
+}
+both_backends!(logs_never_carry_phi);

@@ -1,6 +1,8 @@
 #!/usr/bin/env bash
 # Make (idempotently) a Python environment holding tests/python/requirements.txt
-# and print its python on stdout (the only, so the last, line of stdout).
+# (fhirclient for tests/it/smart_fhirclient.rs, openapi-spec-validator for
+# tests/it/openapi.rs) and print its python on stdout (the only, so the last,
+# line of stdout).
 #
 #   PY=$(bash tests/python/bootstrap.sh "$CARGO_TARGET_DIR/vesta-pyenv")
 #   "$PY" tests/python/smart_fhirclient.py --fhir-base ... 
@@ -51,7 +53,7 @@ fi
 
 usable() {
     [ -f "$marker" ] && [ "$(cat "$marker")" = "$want" ] && [ -x "$env_py" ] \
-        && "$env_py" -c 'import fhirclient, requests' >/dev/null 2>&1
+        && "$env_py" -c 'import fhirclient, requests, openapi_spec_validator' >/dev/null 2>&1
 }
 
 if usable; then
@@ -118,7 +120,7 @@ if [ "$made" = target ]; then
 else
     "$env_py" -m pip install "${pip_quiet[@]}" -r "$req" >&2
 fi
-"$env_py" -c 'import fhirclient, requests' >&2
+"$env_py" -c 'import fhirclient, requests, openapi_spec_validator' >&2
 
 echo "$want" >"$marker"
 echo "$env_py"

@@ -1,6 +1,7 @@
 //! Test harness: spawn the app on a backend, an HTTP client, and helpers.
 
 pub mod postgres;
+pub mod python;
 pub mod smart;
 
 use std::path::{Path, PathBuf};
