@@ -158,8 +158,13 @@ impl Application {
             auth,
             rate_limiter,
         });
+        let mcp = crate::mcp::http::routes(
+            state.clone(),
+            &settings.mcp_allowed_hosts,
+            &settings.cors_origins,
+        );
         let router = with_guards(
-            with_middleware(rest::router(state)),
+            with_middleware(rest::router(state).merge(mcp)),
             &settings.cors_origins,
             tls.is_some(),
         );

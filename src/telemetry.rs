@@ -2,6 +2,18 @@
 
 use tracing_subscriber::{fmt, EnvFilter};
 
+/// Installs a human-readable subscriber writing to standard error, for
+/// `vesta mcp`, whose standard output carries the MCP protocol.
+pub fn init_stderr() {
+    let filter =
+        EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("warn,sqlx=warn"));
+    let _ = fmt()
+        .with_env_filter(filter)
+        .with_target(false)
+        .with_writer(std::io::stderr)
+        .try_init();
+}
+
 /// Installs the global subscriber. `RUST_LOG` overrides the default `info` level.
 /// Safe to call more than once (later calls are ignored).
 pub fn init(json: bool) {

@@ -198,6 +198,7 @@ impl FhirService {
             peer: ctx.peer.as_deref(),
             request_id: &ctx.request_id,
             door: ctx.door,
+            tool: ctx.tool.as_deref(),
             server: &self.base_url,
         }
     }
