@@ -13,7 +13,7 @@ use crate::helpers::Backend;
 
 /// Where the Python environment lives: `VESTA_TEST_PYENV`, else beside the
 /// build cache (`CARGO_TARGET_DIR`), else under the home folder.
-fn pyenv_dir() -> PathBuf {
+pub(crate) fn pyenv_dir() -> PathBuf {
     if let Some(d) = std::env::var_os("VESTA_TEST_PYENV") {
         return PathBuf::from(d);
     }
@@ -24,7 +24,7 @@ fn pyenv_dir() -> PathBuf {
     Path::new(&home).join(".cache").join("vesta-pyenv")
 }
 
-async fn python() -> String {
+pub(crate) async fn python() -> String {
     let repo = Path::new(env!("CARGO_MANIFEST_DIR"));
     let out = tokio::process::Command::new("bash")
         .arg(repo.join("tests/python/bootstrap.sh"))

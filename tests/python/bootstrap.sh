@@ -51,7 +51,7 @@ fi
 
 usable() {
     [ -f "$marker" ] && [ "$(cat "$marker")" = "$want" ] && [ -x "$env_py" ] \
-        && "$env_py" -c 'import fhirclient, requests' >/dev/null 2>&1
+        && "$env_py" -c 'import fhirclient, requests, mcp' >/dev/null 2>&1
 }
 
 if usable; then
@@ -118,7 +118,7 @@ if [ "$made" = target ]; then
 else
     "$env_py" -m pip install "${pip_quiet[@]}" -r "$req" >&2
 fi
-"$env_py" -c 'import fhirclient, requests' >&2
+"$env_py" -c 'import fhirclient, requests, mcp' >&2
 
 echo "$want" >"$marker"
 echo "$env_py"
