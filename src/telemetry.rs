@@ -2,13 +2,22 @@
 
 use tracing_subscriber::{fmt, EnvFilter};
 
+/// The MCP SDK logs whole requests and results at debug level (PHI): it is
+/// capped at `warn` whatever `RUST_LOG` says.
+fn with_caps(filter: EnvFilter) -> EnvFilter {
+    match "rmcp=warn".parse() {
+        Ok(d) => filter.add_directive(d),
+        Err(_) => filter,
+    }
+}
+
 /// Installs a human-readable subscriber writing to standard error, for
 /// `vesta mcp`, whose standard output carries the MCP protocol.
 pub fn init_stderr() {
     let filter =
         EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("warn,sqlx=warn"));
     let _ = fmt()
-        .with_env_filter(filter)
+        .with_env_filter(with_caps(filter))
         .with_target(false)
         .with_writer(std::io::stderr)
         .try_init();
@@ -19,7 +28,7 @@ pub fn init_stderr() {
 pub fn init(json: bool) {
     let filter =
         EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info,sqlx=warn"));
-    let builder = fmt().with_env_filter(filter).with_target(false);
+    let builder = fmt().with_env_filter(with_caps(filter)).with_target(false);
     let _ = if json {
         builder
             .json()

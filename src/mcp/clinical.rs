@@ -14,6 +14,8 @@ pub const MAX_SUMMARY_ITEMS: usize = 50;
 pub const DEFAULT_SUMMARY_ITEMS: usize = 10;
 /// Most candidates `resolve` returns.
 pub const MAX_CANDIDATES: usize = 10;
+/// Candidates returned when `limit` is absent.
+pub const DEFAULT_CANDIDATES: usize = 5;
 /// Most patients one `resolve` search reads.
 pub const RESOLVE_POOL: usize = 50;
 /// Most words of a `resolve` query used.
@@ -223,7 +225,7 @@ fn understand(q: &str) -> Wanted {
     let mut w = Wanted::default();
     let filler = [
         "born", "dob", "birth", "on", "in", "the", "patient", "named", "called", "aged", "mr",
-        "mrs", "ms", "dr", "b",
+        "mrs", "ms", "dr", "b", "mrn", "id", "and",
     ];
     for raw in q
         .split(|c: char| c.is_whitespace() || c == ',' || c == ';')
@@ -269,10 +271,12 @@ fn name_parts(p: &Value) -> (Vec<String>, Vec<String>) {
     (family, given)
 }
 
-/// Score and reasons of one candidate.
-fn score(p: &Value, w: &Wanted) -> (i32, Vec<String>) {
+/// Score, reasons, and whether nothing asked for contradicts the candidate
+/// (a "full" match).
+fn score(p: &Value, w: &Wanted) -> (i32, Vec<String>, bool) {
     let (family, given) = name_parts(p);
     let mut s = 0;
+    let mut full = true;
     let mut why = Vec::new();
     for n in &w.names {
         if family.contains(n) {
@@ -290,6 +294,7 @@ fn score(p: &Value, w: &Wanted) -> (i32, Vec<String>) {
             why.push(format!("a name starts with '{n}'"));
         } else {
             s -= 2;
+            full = false;
             why.push(format!("no name matches '{n}'"));
         }
     }
@@ -301,9 +306,13 @@ fn score(p: &Value, w: &Wanted) -> (i32, Vec<String>) {
             }
             Some(d) => {
                 s -= 4;
+                full = false;
                 why.push(format!("born {d}, not {b}"));
             }
-            None => why.push("no birth date on record".into()),
+            None => {
+                full = false;
+                why.push("no birth date on record".into());
+            }
         }
     }
     if let Some(g) = w.gender {
@@ -312,6 +321,7 @@ fn score(p: &Value, w: &Wanted) -> (i32, Vec<String>) {
             why.push(format!("gender {g}"));
         } else {
             s -= 1;
+            full = false;
             why.push(format!("gender is not {g}"));
         }
     }
@@ -324,9 +334,11 @@ fn score(p: &Value, w: &Wanted) -> (i32, Vec<String>) {
         if hit {
             s += 6;
             why.push(format!("identifier {i}"));
+        } else if w.names.is_empty() {
+            full = false;
         }
     }
-    (s, why)
+    (s, why, full)
 }
 
 pub async fn resolve(call: Call) -> ToolOutput {
@@ -334,7 +346,7 @@ pub async fn resolve(call: Call) -> ToolOutput {
         Ok(v) => v,
         Err(o) => return o,
     };
-    let limit = match count_arg(&call.args, "limit", 5, MAX_CANDIDATES) {
+    let limit = match count_arg(&call.args, "limit", DEFAULT_CANDIDATES, MAX_CANDIDATES) {
         Ok(v) => v,
         Err(o) => return o,
     };
@@ -382,46 +394,96 @@ pub async fn resolve(call: Call) -> ToolOutput {
             Err(e) => return ToolOutput::error(&e),
         }
     }
-    let mut ranked: Vec<(i32, Vec<String>, Value)> = seen
+    let mut ranked: Vec<(i32, Vec<String>, bool, Value)> = seen
         .into_iter()
         .map(|p| {
-            let (s, why) = score(&p, &w);
-            (s, why, p)
+            let (s, why, full) = score(&p, &w);
+            (s, why, full, p)
         })
-        .filter(|(s, _, _)| *s > 0)
+        .filter(|r| r.0 > 0)
         .collect();
-    ranked.sort_by_key(|r| std::cmp::Reverse(r.0));
+    // Full matches first, then by score.
+    ranked.sort_by_key(|r| (std::cmp::Reverse(r.2), std::cmp::Reverse(r.0)));
+    let full: Vec<&Value> = ranked.iter().filter(|r| r.2).map(|r| &r.3).collect();
+    let unique = (full.len() == 1).then(|| full[0]["id"].clone());
+    let full_count = full.len();
+    let kind = match full_count {
+        0 => "none",
+        1 => "unique",
+        _ => "ambiguous",
+    };
     let total = ranked.len();
     ranked.truncate(limit);
+    let lines: Vec<String> = ranked
+        .iter()
+        .map(|(_, why, _, p)| format!("{} ({})", summarize(p), why.join(", ")))
+        .collect();
     let candidates: Vec<Value> = ranked
         .iter()
-        .map(|(s, why, p)| {
+        .map(|(s, why, full, p)| {
             json!({"id": p["id"], "reference": format!("Patient/{}", p["id"].as_str().unwrap_or("")),
                    "name": human_name(&p["name"]), "birthDate": p["birthDate"], "gender": p["gender"],
-                   "score": s, "why": why})
+                   "score": s, "fullMatch": full, "why": why})
         })
         .collect();
-    let (kind, text) = match total {
-        0 => ("none", format!("no patient matches \"{q}\"")),
-        1 => (
-            "unique",
-            format!("one patient matches: {}", summarize(&ranked[0].2)),
+    let text = match kind {
+        "unique" => format!(
+            "one patient matches everything given:\n{}",
+            lines.join("\n")
         ),
-        n => (
-            "ambiguous",
-            format!(
-                "{n} patients match; ask which one is meant:\n{}",
-                ranked
-                    .iter()
-                    .map(|(_, why, p)| format!("{} ({})", summarize(p), why.join(", ")))
-                    .collect::<Vec<_>>()
-                    .join("\n")
-            ),
+        "ambiguous" => format!(
+            "{full_count} patients match everything given; ask which one is meant:\n{}",
+            lines.join("\n")
+        ),
+        _ if total == 0 => format!("no patient matches \"{q}\""),
+        _ => format!(
+            "no patient matches everything given; near misses:\n{}",
+            lines.join("\n")
         ),
     };
-    let mut out = json!({"match": kind, "candidates": candidates, "total": total});
-    if kind == "unique" {
-        out["id"] = ranked[0].2["id"].clone();
+    let mut out = json!({"match": kind, "candidates": candidates, "total": total,
+                         "fullMatches": full_count});
+    if let Some(id) = unique {
+        out["id"] = id;
     }
     ToolOutput::ok(out, text)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_description_is_understood() {
+        let w = understand("John Doe born 1970");
+        assert_eq!(w.names, vec!["john", "doe"]);
+        assert_eq!(w.birth.as_deref(), Some("1970"));
+        let w = understand("Mrs. Jane Smith, DOB 1980-02-03, female, MRN 12345");
+        assert_eq!(w.names, vec!["jane", "smith"]);
+        assert_eq!(w.birth.as_deref(), Some("1980-02-03"));
+        assert_eq!(w.gender, Some("female"));
+        assert_eq!(w.identifiers, vec!["12345"]);
+        assert!(understand(&"x ".repeat(100)).names.len() <= MAX_RESOLVE_WORDS);
+    }
+
+    #[test]
+    fn candidates_are_scored_with_reasons() {
+        let w = understand("John Doe born 1970");
+        let exact =
+            json!({"name": [{"family": "Doe", "given": ["John"]}], "birthDate": "1970-01-02"});
+        let other_year =
+            json!({"name": [{"family": "Doe", "given": ["John"]}], "birthDate": "1985-01-02"});
+        let other_name =
+            json!({"name": [{"family": "Roe", "given": ["Jane"]}], "birthDate": "1970-05-05"});
+        let (a, why, full_a) = score(&exact, &w);
+        let (b, _, full_b) = score(&other_year, &w);
+        let (c, _, _) = score(&other_name, &w);
+        assert!(a > b && b > 0 && c <= 0, "{a} {b} {c}");
+        assert!(full_a && !full_b);
+        assert!(
+            why.iter().any(|r| r.contains("family name 'doe'")),
+            "{why:?}"
+        );
+        assert!(why.iter().any(|r| r.contains("matches 1970")), "{why:?}");
+    }
 }

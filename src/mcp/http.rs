@@ -146,17 +146,24 @@ fn purposes_of_use(headers: &HeaderMap) -> Vec<String> {
 async fn guard(State(gate): State<Arc<Gate>>, mut req: Request, next: Next) -> Response {
     let app = &gate.app;
     let headers = req.headers().clone();
-    if let Some(origin) = header_str(&headers, &header::ORIGIN) {
-        let origin = origin.trim_end_matches('/');
-        if !gate.any_origin && !gate.allowed_origins.iter().any(|o| o == origin) {
-            let e = ServiceError::forbidden("this Origin may not call the MCP endpoint");
-            return outcome_response(StatusCode::FORBIDDEN, &e);
-        }
-    }
     let request_id = header_str(&headers, &header::HeaderName::from_static("x-request-id"))
         .unwrap_or_default()
         .to_string();
     let peer = crate::audit::peer_of(req.extensions());
+    if let Some(origin) = header_str(&headers, &header::ORIGIN) {
+        let origin = origin.trim_end_matches('/');
+        if !gate.any_origin && !gate.allowed_origins.iter().any(|o| o == origin) {
+            let e = ServiceError::forbidden("this Origin may not call the MCP endpoint");
+            let ctx = Ctx::new(request_id, Arc::new(Principal::anonymous())).via("mcp", peer);
+            if app.service.audit_refusal(&ctx, None, &e).await.is_err() {
+                return outcome_response(
+                    StatusCode::SERVICE_UNAVAILABLE,
+                    &ServiceError::unavailable(),
+                );
+            }
+            return outcome_response(StatusCode::FORBIDDEN, &e);
+        }
+    }
     let authz = header_str(&headers, &header::AUTHORIZATION);
     let principal = match app.auth.principal(authz, &app.auth.mcp_resource()).await {
         Ok(p) => p,

@@ -38,6 +38,8 @@ pub const MAX_CURSOR_CHARS: usize = 4_096;
 pub const MAX_PATCH_OPS: usize = 100;
 /// Longest free-text query (`resolve`, `find_tools`).
 pub const MAX_QUERY_CHARS: usize = 200;
+/// Longest `since` instant accepted.
+pub const MAX_SINCE_CHARS: usize = 40;
 /// Most arguments accepted in one call (unknown ones are refused).
 pub const MAX_ARGS: usize = 16;
 
@@ -300,7 +302,7 @@ fn build_catalog() -> Vec<ToolSpec> {
             keywords: &["versions", "changes", "audit", "previous", "log", "timeline"],
             input_schema: obj(
                 json!({"type": type_schema(), "id": id_schema(), "count": count_schema(),
-                       "since": {"type": "string", "maxLength": 40, "description": "instant, e.g. 2024-01-01T00:00:00Z"},
+                       "since": {"type": "string", "maxLength": MAX_SINCE_CHARS, "description": "instant, e.g. 2024-01-01T00:00:00Z"},
                        "cursor": cursor_schema()}),
                 &[],
             ),
@@ -381,11 +383,11 @@ fn build_catalog() -> Vec<ToolSpec> {
             title: "Resolve a patient from a description",
             description: "Turn words like \"John Doe born 1970\" into ranked candidate patients with ids \
                           and why they matched. Never picks one of several: 'match' says unique, \
-                          ambiguous or none.",
+                          ambiguous (ask the user) or none (near misses may be listed).",
             keywords: &["identify", "who", "match", "lookup", "find", "patient", "name", "birth", "dob", "mrn"],
             input_schema: obj(
                 json!({"query": {"type": "string", "minLength": 1, "maxLength": MAX_QUERY_CHARS},
-                       "limit": {"type": "integer", "minimum": 1, "maximum": clinical::MAX_CANDIDATES, "default": 5}}),
+                       "limit": {"type": "integer", "minimum": 1, "maximum": clinical::MAX_CANDIDATES, "default": clinical::DEFAULT_CANDIDATES}}),
                 &["query"],
             ),
             output_schema: json!({"type": "object", "properties": {

@@ -7,8 +7,8 @@ use serde_json::{json, Map, Value};
 
 use super::registry::{
     catalog, Call, DEFAULT_TOOL_COUNT, MAX_CURSOR_CHARS, MAX_ID_CHARS, MAX_PARAM_CHARS,
-    MAX_PARAM_VALUES, MAX_PATCH_OPS, MAX_QUERY_CHARS, MAX_SEARCH_PARAMS, MAX_TOOL_COUNT,
-    MAX_TYPE_CHARS, MAX_VERSION_CHARS,
+    MAX_PARAM_VALUES, MAX_PATCH_OPS, MAX_QUERY_CHARS, MAX_SEARCH_PARAMS, MAX_SINCE_CHARS,
+    MAX_TOOL_COUNT, MAX_TYPE_CHARS, MAX_VERSION_CHARS,
 };
 use super::render::{body_json, bundle_entries, summarize, ToolOutput};
 use crate::fhir::validate::{check_resource, IdRule};
@@ -340,7 +340,7 @@ pub async fn history(call: Call) -> ToolOutput {
                 MAX_TOOL_COUNT
             ));
             let mut pairs = vec![("_count".to_string(), count.to_string())];
-            if let Some(s) = arg!(string_arg(&call.args, "since", 40)) {
+            if let Some(s) = arg!(string_arg(&call.args, "since", MAX_SINCE_CHARS)) {
                 pairs.push(("_since".into(), s));
             }
             query_of(&pairs)
@@ -726,10 +726,11 @@ fn words(s: &str) -> Vec<String> {
         .collect()
 }
 
-pub async fn find_tools(call: Call) -> ToolOutput {
-    let q = arg!(required(&call.args, "query", MAX_QUERY_CHARS));
+/// The catalog's tools ranked for `query` (best first, at most
+/// [`MAX_FOUND_TOOLS`], only those matching at all).
+pub fn rank_tools(q: &str) -> Vec<(u32, &'static super::registry::ToolSpec)> {
     let mut wanted: Vec<String> = Vec::new();
-    for w in words(&q) {
+    for w in words(q) {
         for (from, to) in SYNONYMS {
             if w == *from {
                 wanted.push((*to).to_string());
@@ -768,6 +769,12 @@ pub async fn find_tools(call: Call) -> ToolOutput {
         .collect();
     scored.sort_by(|a, b| b.0.cmp(&a.0).then(a.1.name.cmp(b.1.name)));
     scored.truncate(MAX_FOUND_TOOLS);
+    scored
+}
+
+pub async fn find_tools(call: Call) -> ToolOutput {
+    let q = arg!(required(&call.args, "query", MAX_QUERY_CHARS));
+    let scored = rank_tools(&q);
     let found: Vec<Value> = scored
         .iter()
         .map(|(s, t)| {
@@ -828,5 +835,78 @@ pub fn everything(patient: &str, count: usize) -> Interaction {
         },
         params: vec![("_count".into(), count.to_string())],
         strict: false,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn search_params_become_pairs_within_limits() {
+        let p = json!({"name": "Doe", "birthdate": ["ge1970", "lt1980"], "_id": 5});
+        let pairs = search_pairs(Some(&p)).expect("pairs");
+        assert_eq!(pairs.len(), 4);
+        assert!(pairs.contains(&("birthdate".into(), "lt1980".into())));
+        assert!(pairs.contains(&("_id".into(), "5".into())));
+        assert!(search_pairs(Some(&json!({"_count": "5"}))).is_err());
+        assert!(search_pairs(Some(&json!({"name": {"x": 1}}))).is_err());
+        assert!(search_pairs(Some(&json!({"name": "x".repeat(MAX_PARAM_CHARS + 1)}))).is_err());
+        let many: Map<String, Value> = (0..=MAX_SEARCH_PARAMS)
+            .map(|i| (format!("p{i}"), json!("v")))
+            .collect();
+        assert!(search_pairs(Some(&Value::Object(many))).is_err());
+        let values = json!({"code": vec!["a"; MAX_PARAM_VALUES + 1]});
+        assert!(search_pairs(Some(&values)).is_err());
+    }
+
+    #[test]
+    fn cursors_round_trip_and_refuse_garbage() {
+        let bundle = json!({"link": [{"relation": "next",
+            "url": "http://h/fhir/Patient?name=x&_count=2&_cursor=abc"}]});
+        let c = cursor_of(&bundle, "http://h/fhir").expect("cursor");
+        let (path, query) = decode_cursor(&c).expect("decoded");
+        assert_eq!(path, "Patient");
+        assert_eq!(query, "name=x&_count=2&_cursor=abc");
+        assert!(decode_cursor("%%%").is_err());
+        assert!(decode_cursor(&"A".repeat(MAX_CURSOR_CHARS + 1)).is_err());
+        // A link to another server is not turned into a cursor.
+        assert!(cursor_of(&bundle, "http://other/fhir").is_none());
+    }
+
+    #[test]
+    fn find_tools_understands_synonyms() {
+        let first = |q: &str| rank_tools(q).first().map(|(_, t)| t.name);
+        assert_eq!(first("remove a resource"), Some("fhir_delete"));
+        assert_eq!(
+            first("meds and allergies of a patient"),
+            Some("patient_summary")
+        );
+        assert_eq!(first("who is John Doe"), Some("resolve"));
+        assert!(rank_tools("zzzz qqqq").is_empty());
+        assert!(rank_tools("search").len() <= MAX_FOUND_TOOLS);
+    }
+
+    #[test]
+    fn dry_run_changes_ignore_version_meta() {
+        let before = json!({"resourceType": "Patient", "id": "1", "meta": {"versionId": "3"}, "active": true});
+        let after = json!({"resourceType": "Patient", "id": "1", "active": false});
+        let (ops, n) = changes(&before, &after);
+        assert_eq!(n, 1, "{ops:?}");
+        assert_eq!(ops[0]["path"], "/active");
+    }
+
+    #[test]
+    fn every_tool_has_schemas_and_named_limits() {
+        for t in catalog() {
+            assert_eq!(t.input_schema["type"], "object", "{}", t.name);
+            assert_eq!(t.output_schema["type"], "object", "{}", t.name);
+            assert_eq!(t.input_schema["additionalProperties"], false, "{}", t.name);
+            let tool = t.to_tool();
+            assert!(tool.annotations.is_some() && tool.output_schema.is_some());
+            // Destructive tools take confirm; read-only ones do not.
+            let has_confirm = t.input_schema["properties"].get("confirm").is_some();
+            assert_eq!(has_confirm, t.destructive, "{}", t.name);
+        }
     }
 }

@@ -426,3 +426,179 @@ async fn patient_token_stays_in_its_compartment(backend: Backend) {
     assert_eq!(r["isError"], true, "{r}");
 }
 both_backends!(patient_token_stays_in_its_compartment);
+
+async fn clinical_and_catalog_tools(backend: Backend) {
+    let s = SmartApp::start(backend).await;
+    let url = format!("{}/mcp", s.root);
+    let c = client_with_token(&mcp_token(
+        &s,
+        "vesta-test-admin",
+        "system/*.cruds",
+        None,
+        None,
+    ));
+    for (id, given, family, born) in [
+        ("jd1", "John", "Doe", "1970-01-02"),
+        ("jd2", "John", "Doe", "1970-07-08"),
+        ("jr", "Jane", "Roe", "1980-03-04"),
+    ] {
+        let r = s
+            .app
+            .put(
+                &format!("Patient/{id}"),
+                &json!({"resourceType": "Patient", "id": id, "birthDate": born,
+                        "name": [{"family": family, "given": [given]}]}),
+            )
+            .await;
+        assert_eq!(r.status, 201, "{}", r.text);
+    }
+
+    // resolve never picks one of several.
+    let r = tool(&c, &url, "resolve", json!({"query": "John Doe born 1970"})).await;
+    let out = &r["structuredContent"];
+    assert_eq!(out["match"], "ambiguous", "{r}");
+    assert!(out.get("id").is_none(), "{r}");
+    assert_eq!(out["fullMatches"], 2, "{r}");
+    assert!(
+        out["candidates"][0]["why"]
+            .as_array()
+            .is_some_and(|w| !w.is_empty()),
+        "{r}"
+    );
+    let r = tool(&c, &url, "resolve", json!({"query": "John Doe 1970-07-08"})).await;
+    assert_eq!(r["structuredContent"]["match"], "unique", "{r}");
+    assert_eq!(r["structuredContent"]["id"], "jd2", "{r}");
+    let r = tool(&c, &url, "resolve", json!({"query": "Zed Nobody"})).await;
+    assert_eq!(r["structuredContent"]["match"], "none", "{r}");
+
+    // find_tools by synonyms.
+    let r = tool(&c, &url, "find_tools", json!({"query": "remove a record"})).await;
+    assert_eq!(
+        r["structuredContent"]["tools"][0]["name"], "fhir_delete",
+        "{r}"
+    );
+
+    // patient_summary: the patient and their labs and vitals.
+    let r = tool(
+        &c,
+        &url,
+        "patient_summary",
+        json!({"patient_id": "p1", "max_items": 5}),
+    )
+    .await;
+    let out = &r["structuredContent"];
+    assert_eq!(r["isError"], false, "{r}");
+    assert_eq!(out["patient"]["name"], "Chalmers", "{r}");
+    assert_eq!(
+        out["labs"][0]["reference"], "Observation/p1-laboratory",
+        "{r}"
+    );
+    assert_eq!(
+        out["vitals"][0]["reference"], "Observation/p1-vital-signs",
+        "{r}"
+    );
+
+    // validate, capabilities, history.
+    let r = tool(
+        &c,
+        &url,
+        "fhir_validate",
+        json!({"resource": {"resourceType": "Patient", "birthDate": 5}}),
+    )
+    .await;
+    assert_eq!(
+        r["structuredContent"]["issue"][0]["severity"], "error",
+        "{r}"
+    );
+    let r = tool(
+        &c,
+        &url,
+        "fhir_validate",
+        json!({"resource": {"resourceType": "Patient", "active": true}}),
+    )
+    .await;
+    assert_eq!(
+        r["structuredContent"]["issue"][0]["severity"], "information",
+        "{r}"
+    );
+    let r = tool(
+        &c,
+        &url,
+        "fhir_capabilities",
+        json!({"type": "Observation"}),
+    )
+    .await;
+    let res = &r["structuredContent"]["rest"][0]["resource"];
+    assert_eq!(res.as_array().map(Vec::len), Some(1), "{r}");
+    assert!(
+        res[0]["searchParam"]
+            .as_array()
+            .is_some_and(|p| !p.is_empty()),
+        "{r}"
+    );
+    let r = tool(
+        &c,
+        &url,
+        "fhir_history",
+        json!({"type": "Patient", "id": "p1"}),
+    )
+    .await;
+    assert_eq!(r["structuredContent"]["count"], 1, "{r}");
+
+    // Unknown arguments and out-of-range values are refused before anything runs.
+    let r = tool(
+        &c,
+        &url,
+        "fhir_read",
+        json!({"type": "Patient", "id": "p1", "sneaky": 1}),
+    )
+    .await;
+    assert_eq!(r["isError"], true, "{r}");
+    let r = tool(
+        &c,
+        &url,
+        "fhir_search",
+        json!({"type": "Patient", "count": 100000}),
+    )
+    .await;
+    assert_eq!(r["isError"], true, "{r}");
+
+    // Resources and prompts.
+    let (_, _, v) = rpc(&c, &url, "resources/list", json!({})).await;
+    let uris: Vec<&str> = v["result"]["resources"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter_map(|r| r["uri"].as_str())
+        .collect();
+    assert!(
+        uris.contains(&"fhir://metadata") && uris.contains(&"fhir://Patient/p1"),
+        "{v}"
+    );
+    let (_, _, v) = rpc(
+        &c,
+        &url,
+        "resources/read",
+        json!({"uri": "fhir://Patient/p1/$everything"}),
+    )
+    .await;
+    let text = v["result"]["contents"][0]["text"]
+        .as_str()
+        .unwrap_or_default();
+    assert!(text.contains("p1-laboratory"), "{v}");
+    let (_, _, v) = rpc(
+        &c,
+        &url,
+        "prompts/get",
+        json!({"name": "patient_briefing", "arguments": {"patient_id": "p1"}}),
+    )
+    .await;
+    let text = v["result"]["messages"][0]["content"]["text"]
+        .as_str()
+        .unwrap_or_default();
+    assert!(
+        text.contains("patient_summary") && text.contains("p1"),
+        "{v}"
+    );
+}
+both_backends!(clinical_and_catalog_tools);
