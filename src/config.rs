@@ -395,4 +395,20 @@ mod tests {
         zero.rate_limits.user_per_minute = 0;
         assert_eq!(key(zero), "rate_limit_user_per_minute");
     }
+
+    #[test]
+    fn mcp_allowed_hosts_are_read_and_checked() {
+        let file: FileSettings =
+            toml::from_str("mcp_allowed_hosts = [\"fhir.example.org\", \"10.0.0.5:8080\"]")
+                .unwrap();
+        let mut s = Settings::default();
+        file.apply(&mut s).unwrap();
+        assert!(s.validate().is_ok());
+        assert_eq!(s.mcp_allowed_hosts.len(), 2);
+        let with_scheme = Settings {
+            mcp_allowed_hosts: vec!["https://fhir.example.org".into()],
+            ..Settings::default()
+        };
+        assert_eq!(with_scheme.validate().unwrap_err().key, "mcp_allowed_hosts");
+    }
 }

@@ -115,19 +115,33 @@ impl McpDoor {
                 .ok_or_else(|| ErrorData::internal_error("no authenticated caller", None)),
             CallerSource::Stdio { auth, token } => {
                 let header = format!("Bearer {token}");
-                let principal = auth
-                    .principal(Some(&header), &auth.mcp_resource())
-                    .await
-                    .map_err(|e| {
+                let principal = match auth.principal(Some(&header), &auth.mcp_resource()).await {
+                    Ok(p) => p,
+                    Err(e) => {
+                        // Expired or revoked mid-session: refused and audited
+                        // like a 401 at the HTTP door.
                         let why = match e {
                             crate::auth::BearerError::Missing => "missing".to_string(),
                             crate::auth::BearerError::Invalid(w) => w,
                         };
-                        ErrorData::invalid_request(
+                        let err = crate::service::ServiceError::new(
+                            401,
+                            crate::fhir::outcome::Issue::error("login", why.clone()),
+                        );
+                        let ctx = Ctx::new(String::new(), Arc::new(Principal::anonymous()))
+                            .via("mcp", None);
+                        if self.service.audit_refusal(&ctx, None, &err).await.is_err() {
+                            return Err(ErrorData::internal_error(
+                                "the audit trail cannot be written",
+                                None,
+                            ));
+                        }
+                        return Err(ErrorData::invalid_request(
                             format!("VESTA_MCP_TOKEN is not valid: {why}"),
                             None,
-                        )
-                    })?;
+                        ));
+                    }
+                };
                 Ok(Caller {
                     principal: Arc::new(principal),
                     peer: None,

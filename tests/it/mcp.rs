@@ -602,3 +602,34 @@ async fn clinical_and_catalog_tools(backend: Backend) {
     );
 }
 both_backends!(clinical_and_catalog_tools);
+
+async fn allowed_hosts_are_configurable(backend: Backend) {
+    let s = SmartApp::start_with(backend, |s| {
+        s.mcp_allowed_hosts = vec!["mcp.example.org".into()];
+    })
+    .await;
+    let url = format!("{}/mcp", s.root);
+    let c = client_with_token(&mcp_token(
+        &s,
+        "vesta-test-admin",
+        "system/*.cruds",
+        None,
+        None,
+    ));
+    let send = |host: &'static str| {
+        c.post(&url)
+            .header("host", host)
+            .header("content-type", "application/json")
+            .header("accept", "application/json, text/event-stream")
+            .header("mcp-protocol-version", "2025-06-18")
+            .body(json!({"jsonrpc": "2.0", "id": 1, "method": "tools/list"}).to_string())
+            .send()
+    };
+    // DNS rebinding: an unknown Host is refused; a configured one is served.
+    assert_eq!(send("evil.example").await.unwrap().status().as_u16(), 403);
+    assert_eq!(
+        send("mcp.example.org").await.unwrap().status().as_u16(),
+        200
+    );
+}
+both_backends!(allowed_hosts_are_configurable);
