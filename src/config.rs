@@ -53,6 +53,9 @@ pub struct Settings {
     /// Origins (`https://app.example.org`, or `*`) that browser apps may call
     /// the API from; empty: no cross-origin access.
     pub cors_origins: Vec<String>,
+    /// Extra `Host` values (`name` or `name:port`) the MCP endpoint answers
+    /// besides loopback and the public base URL's host (DNS-rebinding guard).
+    pub mcp_allowed_hosts: Vec<String>,
     /// Requests per minute per user (by role) and per backend client.
     pub rate_limits: RateLimitSettings,
     /// `permit` (opt-out: a patient without a privacy Consent is shared) or
@@ -97,6 +100,7 @@ impl Default for Settings {
             tls_cert: None,
             tls_key: None,
             cors_origins: Vec::new(),
+            mcp_allowed_hosts: Vec::new(),
             consent_default: "permit".into(),
             break_glass_roles: vec!["clinician".into(), "admin".into()],
             rate_limits: RateLimitSettings::default(),
@@ -127,6 +131,7 @@ pub struct FileSettings {
     pub tls_cert: Option<PathBuf>,
     pub tls_key: Option<PathBuf>,
     pub cors_origins: Option<Vec<String>>,
+    pub mcp_allowed_hosts: Option<Vec<String>>,
     pub consent_default: Option<String>,
     pub break_glass_roles: Option<Vec<String>>,
     /// Role name → requests per minute; merged over the defaults.
@@ -218,6 +223,9 @@ impl FileSettings {
         if let Some(v) = self.cors_origins {
             s.cors_origins = v;
         }
+        if let Some(v) = self.mcp_allowed_hosts {
+            s.mcp_allowed_hosts = v;
+        }
         if let Some(v) = self.consent_default {
             s.consent_default = v;
         }
@@ -288,6 +296,8 @@ impl Settings {
         }
         crate::guard::cors::check_origins(&self.cors_origins)
             .map_err(|m| bad("cors_origins", m))?;
+        crate::mcp::check_allowed_hosts(&self.mcp_allowed_hosts)
+            .map_err(|m| bad("mcp_allowed_hosts", m))?;
         if !matches!(self.consent_default.as_str(), "permit" | "deny") {
             return Err(bad(
                 "consent_default",
@@ -384,5 +394,21 @@ mod tests {
         let mut zero = Settings::default();
         zero.rate_limits.user_per_minute = 0;
         assert_eq!(key(zero), "rate_limit_user_per_minute");
+    }
+
+    #[test]
+    fn mcp_allowed_hosts_are_read_and_checked() {
+        let file: FileSettings =
+            toml::from_str("mcp_allowed_hosts = [\"fhir.example.org\", \"10.0.0.5:8080\"]")
+                .unwrap();
+        let mut s = Settings::default();
+        file.apply(&mut s).unwrap();
+        assert!(s.validate().is_ok());
+        assert_eq!(s.mcp_allowed_hosts.len(), 2);
+        let with_scheme = Settings {
+            mcp_allowed_hosts: vec!["https://fhir.example.org".into()],
+            ..Settings::default()
+        };
+        assert_eq!(with_scheme.validate().unwrap_err().key, "mcp_allowed_hosts");
     }
 }

@@ -1,6 +1,6 @@
 //! Vesta: a SMART-on-FHIR R4 server.
 //!
-//! Doors (`rest`, later `mcp`) parse requests into typed interactions and call
+//! Doors (`rest`, `mcp`) parse requests into typed interactions and call
 //! the `service` layer, which validates, enforces limits and versioning, and
 //! uses the `store` (SQLite or PostgreSQL). See `docs/ARCHITECTURE.md`.
 
@@ -11,6 +11,7 @@ pub mod config;
 pub mod fhir;
 pub mod fhirpath;
 pub mod guard;
+pub mod mcp;
 pub mod metrics;
 pub mod policy;
 pub mod rest;

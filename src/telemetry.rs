@@ -2,8 +2,28 @@
 
 use tracing_subscriber::{fmt, EnvFilter};
 
-/// Installs the global subscriber (writing to standard output). `RUST_LOG`
-/// overrides the default `info,sqlx=warn`.
+/// The MCP SDK logs whole requests and results at debug level (PHI): it is
+/// capped at `warn` whatever `RUST_LOG` says.
+fn with_caps(filter: EnvFilter) -> EnvFilter {
+    match "rmcp=warn".parse() {
+        Ok(d) => filter.add_directive(d),
+        Err(_) => filter,
+    }
+}
+
+/// Installs a human-readable subscriber writing to standard error, for
+/// `vesta mcp`, whose standard output carries the MCP protocol.
+pub fn init_stderr() {
+    let filter =
+        EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("warn,sqlx=warn"));
+    let _ = fmt()
+        .with_env_filter(with_caps(filter))
+        .with_target(false)
+        .with_writer(std::io::stderr)
+        .try_init();
+}
+
+/// Installs the global subscriber. `RUST_LOG` overrides the default `info` level.
 /// Safe to call more than once (later calls are ignored).
 pub fn init(json: bool) {
     let filter =
@@ -11,7 +31,7 @@ pub fn init(json: bool) {
     // Colours only on a terminal: a log file or collector gets plain text.
     let ansi = std::io::IsTerminal::is_terminal(&std::io::stdout());
     let builder = fmt()
-        .with_env_filter(filter)
+        .with_env_filter(with_caps(filter))
         .with_target(false)
         .with_ansi(ansi);
     let _ = if json {

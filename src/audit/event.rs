@@ -132,6 +132,8 @@ pub struct Actor<'a> {
     pub request_id: &'a str,
     /// `rest`, `mcp`, `cli`, `auth`.
     pub door: &'a str,
+    /// The MCP tool the request came through, if any.
+    pub tool: Option<&'a str>,
     /// The server's FHIR base (its network identity).
     pub server: &'a str,
     /// Purposes of use the request asserted (v3-ActReason codes).
@@ -280,6 +282,10 @@ pub fn build(facts: &AuditFacts, actor: &Actor<'_>, now: Millis) -> AuditRow {
     }
     let outcome = facts.outcome_code();
     let mut desc = format!("{} via {}", facts.status, actor.door);
+    if let Some(t) = actor.tool {
+        desc.push_str(" tool ");
+        desc.push_str(t);
+    }
     if let Some(d) = &facts.detail {
         desc.push_str(": ");
         desc.push_str(d);
@@ -379,6 +385,7 @@ mod tests {
             peer: Some("127.0.0.1"),
             request_id: "req-1",
             door: "rest",
+            tool: None,
             server: "http://localhost/fhir",
             purposes: &["TREAT".to_string()],
         };

@@ -30,6 +30,23 @@ pub fn peer_of(extensions: &axum::http::Extensions) -> Option<String> {
         .map(|c| c.0.ip().to_string())
 }
 
+/// Most purposes of use read from one request.
+pub const MAX_PURPOSES: usize = 8;
+
+/// `X-Purpose-Of-Use: TREAT, ETREAT`: v3-ActReason codes (a `system|code`
+/// keeps the code); Consent provisions and the AuditEvent use them.
+pub fn purposes_of_use(headers: &axum::http::HeaderMap) -> Vec<String> {
+    headers
+        .get_all("x-purpose-of-use")
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(','))
+        .map(|p| p.trim().rsplit('|').next().unwrap_or_default().to_string())
+        .filter(|p| !p.is_empty())
+        .take(MAX_PURPOSES)
+        .collect()
+}
+
 /// The audit record could not be stored.
 #[derive(Debug, thiserror::Error)]
 #[error("the audit record could not be written")]

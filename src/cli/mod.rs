@@ -40,6 +40,9 @@ pub enum Command {
     /// Manage the token signing keys in the data folder.
     #[command(subcommand)]
     Keys(KeysCommand),
+    /// Serve MCP over stdin/stdout for the access token in VESTA_MCP_TOKEN
+    /// (mint one with `vesta token --resource http://<addr>/mcp`).
+    Mcp(McpArgs),
     /// Check or export the audit trail (AuditEvents in a hash chain).
     #[command(subcommand)]
     Audit(AuditCommand),
@@ -92,6 +95,24 @@ pub struct TokenArgs {
     #[arg(long, env = "VESTA_PUBLIC_BASE_URL")]
     pub public_base_url: Option<String>,
     /// Address the server listens on (for the default base URL).
+    #[arg(long, env = "VESTA_ADDR")]
+    pub addr: Option<String>,
+    /// Folder of roles, users and clients [default: smart-config]
+    #[arg(long, env = "VESTA_SMART_CONFIG_DIR")]
+    pub smart_config: Option<PathBuf>,
+    #[command(flatten)]
+    pub store: StoreArgs,
+}
+
+#[derive(Debug, Args)]
+pub struct McpArgs {
+    /// The access token (its audience must include the MCP resource, <origin>/mcp).
+    #[arg(long, env = "VESTA_MCP_TOKEN", hide_env_values = true)]
+    pub token: Option<String>,
+    /// FHIR base URL of the server the token was minted for [default: http://<addr>/fhir]
+    #[arg(long, env = "VESTA_PUBLIC_BASE_URL")]
+    pub public_base_url: Option<String>,
+    /// Address of that server (for the default base URL).
     #[arg(long, env = "VESTA_ADDR")]
     pub addr: Option<String>,
     /// Folder of roles, users and clients [default: smart-config]
@@ -174,6 +195,15 @@ pub struct ServeArgs {
         value_delimiter = ','
     )]
     pub cors_origins: Vec<String>,
+    /// Extra Host (name or name:port) the MCP endpoint /mcp answers besides
+    /// loopback and the public base URL's host (repeat, or comma-separated in
+    /// VESTA_MCP_ALLOWED_HOSTS).
+    #[arg(
+        long = "mcp-allowed-host",
+        env = "VESTA_MCP_ALLOWED_HOSTS",
+        value_delimiter = ','
+    )]
+    pub mcp_allowed_hosts: Vec<String>,
     /// Without a privacy Consent a patient's record is shared (`permit`,
     /// opt-out) or withheld (`deny`, opt-in) [default: permit]
     #[arg(long, env = "VESTA_CONSENT_DEFAULT", value_parser = ["permit", "deny"])]
@@ -262,6 +292,10 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
             }
             if !args.cors_origins.is_empty() {
                 s.cors_origins = args.cors_origins;
+            }
+            if !args.mcp_allowed_hosts.is_empty() {
+                s.mcp_allowed_hosts = args.mcp_allowed_hosts;
+                s.validate()?;
             }
             if let Some(v) = args.consent_default {
                 s.consent_default = v;
@@ -395,12 +429,43 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
             Ok(())
         }
         Command::Audit(cmd) => audit_command(cmd).await,
+        Command::Mcp(args) => mcp_command(args).await,
         Command::Import(args) => {
             crate::telemetry::init(false);
             let s = settings(&args.store, None, None)?;
             import::run(&s, &args.files, args.quiet).await
         }
     }
+}
+
+/// `vesta mcp`: the MCP door over stdio, for the token in `VESTA_MCP_TOKEN`.
+async fn mcp_command(args: McpArgs) -> anyhow::Result<()> {
+    crate::telemetry::init_stderr();
+    let token = args.token.filter(|t| !t.trim().is_empty()).ok_or_else(|| {
+        anyhow::anyhow!(
+            "set VESTA_MCP_TOKEN to an access token for the MCP resource (stdio has no OAuth)"
+        )
+    })?;
+    let mut s = settings(
+        &args.store,
+        args.addr.as_deref(),
+        args.public_base_url.as_deref(),
+    )?;
+    if let Some(d) = args.smart_config {
+        s.smart_config_dir = d;
+    }
+    let base = s
+        .public_base_url
+        .clone()
+        .unwrap_or_else(|| format!("http://{}/fhir", s.addr));
+    let mut service = crate::startup::open_service(&s, base.clone()).await?;
+    let issuer = crate::startup::origin_of(&base)?;
+    service.set_security(crate::fhir::capability::smart_security(&issuer));
+    let auth = std::sync::Arc::new(crate::startup::open_auth(&s, &base, service.clone())?);
+    let store = service.store().clone();
+    let result = crate::mcp::serve_stdio(service, auth, token.trim().to_string()).await;
+    store.close().await;
+    result
 }
 
 async fn audit_command(cmd: AuditCommand) -> anyhow::Result<()> {

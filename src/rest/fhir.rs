@@ -55,23 +55,6 @@ async fn authenticate(
     }
 }
 
-/// Most purposes of use read from one request.
-const MAX_PURPOSES: usize = 8;
-
-/// `X-Purpose-Of-Use: TREAT, ETREAT`: v3-ActReason codes (a `system|code`
-/// keeps the code).
-fn purposes_of_use(headers: &HeaderMap) -> Vec<String> {
-    headers
-        .get_all("x-purpose-of-use")
-        .iter()
-        .filter_map(|v| v.to_str().ok())
-        .flat_map(|v| v.split(','))
-        .map(|p| p.trim().rsplit('|').next().unwrap_or_default().to_string())
-        .filter(|p| !p.is_empty())
-        .take(MAX_PURPOSES)
-        .collect()
-}
-
 /// The `WWW-Authenticate` challenge for a 401 (RFC 6750 §3: no error code
 /// when no token was sent).
 fn www_authenticate(e: &ServiceError) -> &'static str {
@@ -156,7 +139,7 @@ pub async fn handle(
             }
         };
         let mut ctx = Ctx::new(request_id.clone(), Arc::new(principal)).via("rest", peer.clone());
-        ctx.purposes = purposes_of_use(&headers);
+        ctx.purposes = crate::audit::purposes_of_use(&headers);
         audited = true;
         let outcome = service.handle(&ctx, interaction).await?;
         Ok::<_, ServiceError>((outcome, is_write))

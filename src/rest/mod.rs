@@ -57,6 +57,9 @@ pub fn route_paths() -> Vec<String> {
         format!("{DOCS_PATH}/"),
         format!("{DOCS_PATH}/{{*rest}}"),
         OPENAPI_PATH.to_string(),
+        crate::mcp::http::MCP_PATH.to_string(),
+        crate::mcp::http::METADATA_ROOT_PATH.to_string(),
+        crate::mcp::http::METADATA_PATH.to_string(),
     ]);
     paths
 }

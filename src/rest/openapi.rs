@@ -345,6 +345,55 @@ pub const ENDPOINTS: &[Endpoint] = &[
         None,
         "text/plain",
     ),
+    Endpoint {
+        secured: true,
+        ..plain(
+            "/mcp",
+            HttpMethod::Post,
+            "MCP",
+            "Model Context Protocol, streamable HTTP (stateless JSON responses); bearer token for the MCP resource",
+            Some(JSON),
+            JSON,
+        )
+    },
+    Endpoint {
+        secured: true,
+        ..plain(
+            "/mcp",
+            HttpMethod::Get,
+            "MCP",
+            "MCP server-sent event stream (not offered in stateless mode: 405 once authorized)",
+            None,
+            "text/event-stream",
+        )
+    },
+    Endpoint {
+        secured: true,
+        ..plain(
+            "/mcp",
+            HttpMethod::Delete,
+            "MCP",
+            "end an MCP session (not offered in stateless mode: 405 once authorized)",
+            None,
+            JSON,
+        )
+    },
+    plain(
+        "/.well-known/oauth-protected-resource",
+        HttpMethod::Get,
+        "MCP",
+        "RFC 9728 protected resource metadata",
+        None,
+        JSON,
+    ),
+    plain(
+        "/.well-known/oauth-protected-resource/mcp",
+        HttpMethod::Get,
+        "MCP",
+        "RFC 9728 protected resource metadata of /mcp",
+        None,
+        JSON,
+    ),
     plain(
         "/openapi.json",
         HttpMethod::Get,

@@ -198,6 +198,7 @@ impl FhirService {
             peer: ctx.peer.as_deref(),
             request_id: &ctx.request_id,
             door: ctx.door,
+            tool: ctx.tool.as_deref(),
             server: &self.base_url,
             purposes: &ctx.purposes,
         }
@@ -246,14 +247,22 @@ impl FhirService {
     /// A door's request: the caller's rate budget, then [`FhirService::execute`].
     /// A refusal for too many requests is audited like any other.
     pub async fn handle(&self, ctx: &Ctx, interaction: Interaction) -> ServiceResult<Outcome> {
+        self.admit(ctx, Some(&interaction)).await?;
+        self.execute(ctx, interaction).await
+    }
+
+    /// Spends one unit of the caller's rate budget: 429 (audited, with
+    /// `retry_after_s`) when it is exhausted. Doors whose requests carry
+    /// several interactions (an MCP tool call) admit the request once.
+    pub async fn admit(&self, ctx: &Ctx, interaction: Option<&Interaction>) -> ServiceResult<()> {
         if let Some(limiter) = &self.rate_limiter {
             if let Err(wait) = limiter.check(&ctx.principal) {
                 let e = ServiceError::throttled(wait.0);
-                self.audit_refusal(ctx, Some(&interaction), &e).await?;
+                self.audit_refusal(ctx, interaction, &e).await?;
                 return Err(e);
             }
         }
-        self.execute(ctx, interaction).await
+        Ok(())
     }
 
     /// Runs one interaction and records its AuditEvent. Every door (through

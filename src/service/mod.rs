@@ -77,6 +77,9 @@ pub struct Ctx {
     /// Purposes of use asserted for the request (v3-ActReason codes, from
     /// the `X-Purpose-Of-Use` header); Consent provisions match on them.
     pub purposes: Vec<String>,
+    /// The MCP tool (or resource/prompt) the request came from, recorded in
+    /// the AuditEvent beside the door; `None` for other doors.
+    pub tool: Option<String>,
     /// The interaction being audited (set per interaction by `execute`).
     audit: Arc<audit::AuditSlot>,
 }
@@ -89,6 +92,7 @@ impl Ctx {
             peer: None,
             door: "rest",
             purposes: Vec::new(),
+            tool: None,
             audit: Arc::default(),
         }
     }
@@ -97,6 +101,12 @@ impl Ctx {
     pub fn via(mut self, door: &'static str, peer: Option<String>) -> Ctx {
         self.door = door;
         self.peer = peer;
+        self
+    }
+
+    /// The same caller through the MCP tool `name` (recorded in the AuditEvent).
+    pub fn with_tool(mut self, name: impl Into<String>) -> Ctx {
+        self.tool = Some(name.into());
         self
     }
 

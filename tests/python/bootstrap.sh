@@ -53,7 +53,7 @@ fi
 
 usable() {
     [ -f "$marker" ] && [ "$(cat "$marker")" = "$want" ] && [ -x "$env_py" ] \
-        && "$env_py" -c 'import fhirclient, requests, openapi_spec_validator' >/dev/null 2>&1
+        && "$env_py" -c 'import fhirclient, requests, openapi_spec_validator, mcp' >/dev/null 2>&1
 }
 
 if usable; then
@@ -120,7 +120,7 @@ if [ "$made" = target ]; then
 else
     "$env_py" -m pip install "${pip_quiet[@]}" -r "$req" >&2
 fi
-"$env_py" -c 'import fhirclient, requests, openapi_spec_validator' >&2
+"$env_py" -c 'import fhirclient, requests, openapi_spec_validator, mcp' >&2
 
 echo "$want" >"$marker"
 echo "$env_py"

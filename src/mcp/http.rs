@@ -1,0 +1,206 @@
+//! `/mcp` over streamable HTTP: rmcp's tower service behind our guard
+//! (Origin check, bearer token for the MCP audience with the RFC 9728
+//! challenge, rate limit), and the protected-resource metadata documents.
+
+use std::sync::Arc;
+
+use axum::extract::{Request, State};
+use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
+use axum::middleware::Next;
+use axum::response::{IntoResponse, Response};
+use axum::routing::get;
+use axum::{Json, Router};
+use rmcp::transport::streamable_http_server::session::local::LocalSessionManager;
+use rmcp::transport::{StreamableHttpServerConfig, StreamableHttpService};
+use serde_json::json;
+
+use super::{Caller, McpDoor};
+use crate::auth::BearerError;
+use crate::fhir::outcome::Issue;
+use crate::policy::Principal;
+use crate::rest::AppState;
+use crate::service::{Ctx, ServiceError};
+
+/// The path of the MCP endpoint.
+pub const MCP_PATH: &str = "/mcp";
+/// RFC 9728 metadata for the MCP resource (path-suffixed form).
+pub const METADATA_PATH: &str = "/.well-known/oauth-protected-resource/mcp";
+/// RFC 9728 metadata at the root (clients that try it first).
+pub const METADATA_ROOT_PATH: &str = "/.well-known/oauth-protected-resource";
+
+/// What the guard needs besides the app state.
+struct Gate {
+    app: Arc<AppState>,
+    /// Origins (`scheme://host[:port]`) allowed to call `/mcp` from a
+    /// browser: the server's own and the configured CORS origins.
+    allowed_origins: Vec<String>,
+    any_origin: bool,
+}
+
+/// The `/mcp` routes and the metadata documents, for `startup` to merge.
+/// `allowed_hosts` are the `Host` values besides loopback and the public
+/// base URL's host (`mcp_allowed_hosts`).
+pub fn routes(app: Arc<AppState>, allowed_hosts: &[String], cors_origins: &[String]) -> Router {
+    let issuer = app.auth.issuer.clone();
+    let mut hosts: Vec<String> = vec!["localhost".into(), "127.0.0.1".into(), "::1".into()];
+    if let Ok(u) = url::Url::parse(&issuer) {
+        if let Some(h) = u.host_str() {
+            hosts.push(h.trim_matches(['[', ']']).to_string());
+        }
+    }
+    hosts.extend(allowed_hosts.iter().cloned());
+    let config = StreamableHttpServerConfig::default()
+        .with_allowed_hosts(hosts)
+        // Stateless: every POST stands alone, so any instance behind a load
+        // balancer can answer it and each request carries its own token.
+        .with_legacy_session_mode(false)
+        .with_json_response(true)
+        .with_max_request_body_bytes(app.service.limits().max_body_bytes);
+    let service = app.service.clone();
+    let mcp = StreamableHttpService::new(
+        move || Ok(McpDoor::http(service.clone())),
+        Arc::new(LocalSessionManager::default()),
+        config,
+    );
+    let gate = Arc::new(Gate {
+        allowed_origins: std::iter::once(issuer)
+            .chain(
+                cors_origins
+                    .iter()
+                    .map(|o| o.trim_end_matches('/').to_string()),
+            )
+            .collect(),
+        any_origin: cors_origins.iter().any(|o| o == "*"),
+        app: app.clone(),
+    });
+    let guarded = Router::new()
+        .nest_service(MCP_PATH, mcp)
+        .layer(axum::middleware::from_fn_with_state(gate, guard));
+    Router::new()
+        .route(METADATA_PATH, get(metadata))
+        .route(METADATA_ROOT_PATH, get(metadata))
+        .with_state(app)
+        .merge(guarded)
+}
+
+/// RFC 9728 protected-resource metadata for `{issuer}/mcp`.
+async fn metadata(State(app): State<Arc<AppState>>) -> Response {
+    let a = &app.auth;
+    let body = json!({
+        "resource": a.mcp_resource(),
+        "authorization_servers": [a.issuer],
+        "bearer_methods_supported": ["header"],
+        "scopes_supported": ["openid", "fhirUser", "launch/patient", "offline_access",
+            "patient/*.rs", "patient/*.cruds", "user/*.rs", "user/*.cruds", "system/*.rs", "system/*.cruds"],
+        "resource_name": "Vesta MCP server (FHIR R4)",
+        "resource_documentation": format!("{}/docs", a.issuer),
+    });
+    let mut r = Json(body).into_response();
+    r.headers_mut().insert(
+        header::CACHE_CONTROL,
+        HeaderValue::from_static("public, max-age=3600"),
+    );
+    r
+}
+
+fn header_str<'a>(h: &'a HeaderMap, name: &header::HeaderName) -> Option<&'a str> {
+    h.get(name).and_then(|v| v.to_str().ok())
+}
+
+fn outcome_response(status: StatusCode, e: &ServiceError) -> Response {
+    let mut r = (status, Json(e.outcome())).into_response();
+    r.headers_mut().insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static(crate::fhir::media::FHIR_JSON),
+    );
+    r
+}
+
+/// The RFC 6750 / RFC 9728 challenge: where to find the metadata, and
+/// `invalid_token` when a token was sent but refused.
+fn challenge(issuer: &str, invalid: bool) -> String {
+    let mut c = format!("Bearer resource_metadata=\"{issuer}{METADATA_PATH}\"");
+    if invalid {
+        c.push_str(", error=\"invalid_token\"");
+    }
+    c
+}
+
+/// Origin check, bearer token for the MCP audience, rate limit; then the
+/// caller rides in the request's extensions to the tool handlers.
+async fn guard(State(gate): State<Arc<Gate>>, mut req: Request, next: Next) -> Response {
+    let app = &gate.app;
+    // Streamable HTTP uses POST (and GET/DELETE for sessions); anything
+    // else is refused before the token is looked at.
+    if !matches!(
+        *req.method(),
+        axum::http::Method::GET | axum::http::Method::POST | axum::http::Method::DELETE
+    ) {
+        let e = ServiceError::method_not_allowed("/mcp takes POST (GET and DELETE for sessions)");
+        return outcome_response(StatusCode::METHOD_NOT_ALLOWED, &e);
+    }
+    let headers = req.headers().clone();
+    let request_id = header_str(&headers, &header::HeaderName::from_static("x-request-id"))
+        .unwrap_or_default()
+        .to_string();
+    let peer = crate::audit::peer_of(req.extensions());
+    if let Some(origin) = header_str(&headers, &header::ORIGIN) {
+        let origin = origin.trim_end_matches('/');
+        if !gate.any_origin && !gate.allowed_origins.iter().any(|o| o == origin) {
+            let e = ServiceError::forbidden("this Origin may not call the MCP endpoint");
+            let ctx = Ctx::new(request_id, Arc::new(Principal::anonymous())).via("mcp", peer);
+            if app.service.audit_refusal(&ctx, None, &e).await.is_err() {
+                return outcome_response(
+                    StatusCode::SERVICE_UNAVAILABLE,
+                    &ServiceError::unavailable(),
+                );
+            }
+            return outcome_response(StatusCode::FORBIDDEN, &e);
+        }
+    }
+    let authz = header_str(&headers, &header::AUTHORIZATION);
+    let principal = match app.auth.principal(authz, &app.auth.mcp_resource()).await {
+        Ok(p) => p,
+        Err(err) => {
+            let (invalid, message) = match err {
+                BearerError::Missing => (
+                    false,
+                    "an access token for the MCP resource is required (Authorization: Bearer …)"
+                        .to_string(),
+                ),
+                BearerError::Invalid(why) => (true, why),
+            };
+            let e = ServiceError::new(401, Issue::error("login", message));
+            let ctx = Ctx::new(request_id, Arc::new(Principal::anonymous())).via("mcp", peer);
+            if app.service.audit_refusal(&ctx, None, &e).await.is_err() {
+                return outcome_response(
+                    StatusCode::SERVICE_UNAVAILABLE,
+                    &ServiceError::unavailable(),
+                );
+            }
+            let mut r = outcome_response(StatusCode::UNAUTHORIZED, &e);
+            if let Ok(v) = HeaderValue::from_str(&challenge(&app.auth.issuer, invalid)) {
+                r.headers_mut().insert(header::WWW_AUTHENTICATE, v);
+            }
+            return r;
+        }
+    };
+    let principal = Arc::new(principal);
+    let admit_ctx = Ctx::new(request_id.clone(), principal.clone()).via("mcp", peer.clone());
+    if let Err(e) = app.service.admit(&admit_ctx, None).await {
+        let status = StatusCode::from_u16(e.status).unwrap_or(StatusCode::SERVICE_UNAVAILABLE);
+        let mut r = outcome_response(status, &e);
+        if let Some(secs) = e.retry_after_s {
+            r.headers_mut()
+                .insert(header::RETRY_AFTER, HeaderValue::from(secs));
+        }
+        return r;
+    }
+    req.extensions_mut().insert(Caller {
+        principal,
+        peer,
+        request_id,
+        purposes: crate::audit::purposes_of_use(&headers),
+    });
+    next.run(req).await
+}
