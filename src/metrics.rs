@@ -16,6 +16,8 @@ pub struct Metrics {
     latency: HistogramVec,
     pool: IntGaugeVec,
     audit: IntCounterVec,
+    tool_calls: IntCounterVec,
+    tool_latency: HistogramVec,
     throttled: IntCounterVec,
 }
 
@@ -60,6 +62,25 @@ static METRICS: LazyLock<Metrics> = LazyLock::new(|| {
     )
     .expect("constant metric definition");
     let _ = registry.register(Box::new(audit.clone()));
+    let tool_calls = IntCounterVec::new(
+        Opts::new(
+            "mcp_tool_calls_total",
+            "MCP tool calls by tool and result (ok or error)",
+        ),
+        &["tool", "result"],
+    )
+    .expect("constant metric definition");
+    let tool_latency = HistogramVec::new(
+        HistogramOpts::new(
+            "mcp_tool_call_duration_seconds",
+            "MCP tool call latency by tool",
+        )
+        .buckets(LATENCY_BUCKETS_S.to_vec()),
+        &["tool"],
+    )
+    .expect("constant metric definition");
+    let _ = registry.register(Box::new(tool_calls.clone()));
+    let _ = registry.register(Box::new(tool_latency.clone()));
     let throttled = IntCounterVec::new(
         Opts::new(
             "rate_limited_total",
@@ -78,9 +99,23 @@ static METRICS: LazyLock<Metrics> = LazyLock::new(|| {
         latency,
         pool,
         audit,
+        tool_calls,
+        tool_latency,
         throttled,
     }
 });
+
+/// Records one MCP tool call; `tool` is a catalog name, never an argument.
+pub fn record_tool_call(tool: &str, failed: bool, seconds: f64) {
+    METRICS
+        .tool_calls
+        .with_label_values(&[tool, if failed { "error" } else { "ok" }])
+        .inc();
+    METRICS
+        .tool_latency
+        .with_label_values(&[tool])
+        .observe(seconds);
+}
 
 /// Counts `n` AuditEvents appended (or lost to a failed append).
 pub fn record_audit_writes(n: usize, ok: bool) {

@@ -207,7 +207,9 @@ impl ServerHandler for McpDoor {
         };
         let ctx = self.ctx(&context, spec.name).await?;
         let args = request.arguments.unwrap_or_default();
+        let started = std::time::Instant::now();
         let out = registry::invoke(spec, self.service.clone(), ctx, args).await;
+        crate::metrics::record_tool_call(spec.name, out.is_error, started.elapsed().as_secs_f64());
         Ok(CallToolResponse::Complete(out.into_result()))
     }
 

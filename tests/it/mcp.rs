@@ -600,6 +600,22 @@ async fn clinical_and_catalog_tools(backend: Backend) {
         text.contains("patient_summary") && text.contains("p1"),
         "{v}"
     );
+    // Tool calls are counted by tool name (never by argument).
+    let metrics = s
+        .app
+        .anon
+        .get(format!("{}/metrics", s.root))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(
+        metrics.contains("vesta_mcp_tool_calls_total{result=\"ok\",tool=\"resolve\"}"),
+        "{metrics}"
+    );
+    assert!(!metrics.contains("jd2"), "an argument leaked into /metrics");
 }
 both_backends!(clinical_and_catalog_tools);
 
