@@ -270,6 +270,14 @@ pub fn settings(
     Ok(s)
 }
 
+/// The FHIR base a local command speaks for: the public base URL, or the
+/// one `serve` would use on its address.
+fn fhir_base(s: &Settings) -> String {
+    s.public_base_url
+        .clone()
+        .unwrap_or_else(|| format!("http://{}/fhir", s.addr))
+}
+
 /// Runs the parsed command line.
 pub async fn run(cli: Cli) -> anyhow::Result<()> {
     match cli.command {
@@ -357,10 +365,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
             if let Some(d) = args.smart_config {
                 s.smart_config_dir = d;
             }
-            let base = s
-                .public_base_url
-                .clone()
-                .unwrap_or_else(|| format!("http://{}/fhir", s.addr));
+            let base = fhir_base(&s);
             let config = crate::auth::smart_config::SmartConfig::load(&s.smart_config_dir)?;
             let token = crate::auth::mint::mint(
                 &s.data_dir,
@@ -454,10 +459,7 @@ async fn mcp_command(args: McpArgs) -> anyhow::Result<()> {
     if let Some(d) = args.smart_config {
         s.smart_config_dir = d;
     }
-    let base = s
-        .public_base_url
-        .clone()
-        .unwrap_or_else(|| format!("http://{}/fhir", s.addr));
+    let base = fhir_base(&s);
     let mut service = crate::startup::open_service(&s, base.clone()).await?;
     let issuer = crate::startup::origin_of(&base)?;
     service.set_security(crate::fhir::capability::smart_security(&issuer));

@@ -7,6 +7,7 @@
 
 use sqlx::{AssertSqlSafe, Row};
 
+use super::search::{bound, Bind};
 use super::write::{with_tx, WriteTx};
 use super::{with_db, Db, Store, StoreResult};
 use crate::fhir::instant::Millis;
@@ -160,24 +161,17 @@ impl Store {
         let mut page_where = where_sql.clone();
         let mut page_binds = binds.clone();
         if let Some(after) = q.after_seq {
-            page_binds.push(AuditBind::Int(after));
+            page_binds.push(Bind::Int(after));
             page_where.push(format!("l.seq {cmp} ${}", page_binds.len()));
         }
-        page_binds.push(AuditBind::Int(limit));
+        page_binds.push(Bind::Int(limit));
         let page_sql = format!(
             "SELECT l.seq, l.content FROM audit_log l{} ORDER BY l.seq {order} LIMIT ${}",
             where_clause(&page_where),
             page_binds.len()
         );
         let rows = with_db!(&self.db, c => {
-            let mut query = sqlx::query(AssertSqlSafe(page_sql));
-            for b in &page_binds {
-                query = match b {
-                    AuditBind::Int(v) => query.bind(*v),
-                    AuditBind::Text(v) => query.bind(v.clone()),
-                };
-            }
-            query
+            bound!(page_sql, &page_binds)
                 .fetch_all(c)
                 .await?
                 .into_iter()
@@ -189,16 +183,7 @@ impl Store {
                 "SELECT COUNT(*) FROM audit_log l{}",
                 where_clause(&where_sql)
             );
-            let n: i64 = with_db!(&self.db, c => {
-                let mut query = sqlx::query(AssertSqlSafe(count_sql));
-                for b in &binds {
-                    query = match b {
-                        AuditBind::Int(v) => query.bind(*v),
-                        AuditBind::Text(v) => query.bind(v.clone()),
-                    };
-                }
-                query.fetch_one(c).await?.try_get(0)?
-            });
+            let n = self.count(count_sql, &binds).await?;
             Some(n)
         } else {
             None
@@ -246,12 +231,6 @@ impl Store {
     }
 }
 
-#[derive(Debug, Clone)]
-enum AuditBind {
-    Int(i64),
-    Text(String),
-}
-
 fn where_clause(conds: &[String]) -> String {
     if conds.is_empty() {
         String::new()
@@ -261,11 +240,11 @@ fn where_clause(conds: &[String]) -> String {
 }
 
 /// Placeholders `$a, $b, …` for `values`, pushed onto `binds`.
-fn placeholders(values: &[String], binds: &mut Vec<AuditBind>) -> String {
+fn placeholders(values: &[String], binds: &mut Vec<Bind>) -> String {
     values
         .iter()
         .map(|v| {
-            binds.push(AuditBind::Text(v.clone()));
+            binds.push(Bind::Text(v.clone()));
             format!("${}", binds.len())
         })
         .collect::<Vec<_>>()
@@ -273,7 +252,7 @@ fn placeholders(values: &[String], binds: &mut Vec<AuditBind>) -> String {
 }
 
 /// The conditions of `q` (without the cursor) and their bound values.
-fn audit_where(q: &AuditQuery) -> (Vec<String>, Vec<AuditBind>) {
+fn audit_where(q: &AuditQuery) -> (Vec<String>, Vec<Bind>) {
     let mut conds = Vec::new();
     let mut binds = Vec::new();
     for (column, values) in [
@@ -287,7 +266,7 @@ fn audit_where(q: &AuditQuery) -> (Vec<String>, Vec<AuditBind>) {
         }
     }
     for (kind, values) in &q.refs {
-        binds.push(AuditBind::Text((*kind).to_string()));
+        binds.push(Bind::Text((*kind).to_string()));
         let kind_ph = binds.len();
         let ph = placeholders(values, &mut binds);
         conds.push(format!(
@@ -296,11 +275,11 @@ fn audit_where(q: &AuditQuery) -> (Vec<String>, Vec<AuditBind>) {
     }
     for (low, high) in &q.recorded {
         if let Some(low) = low {
-            binds.push(AuditBind::Int(*low));
+            binds.push(Bind::Int(*low));
             conds.push(format!("l.recorded_ms >= ${}", binds.len()));
         }
         if let Some(high) = high {
-            binds.push(AuditBind::Int(*high));
+            binds.push(Bind::Int(*high));
             conds.push(format!("l.recorded_ms <= ${}", binds.len()));
         }
     }

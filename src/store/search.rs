@@ -36,6 +36,7 @@ macro_rules! bound {
         q
     }};
 }
+pub(crate) use bound;
 
 impl Store {
     /// Runs a query selecting `rid, res_type, res_id, content` and then
