@@ -609,10 +609,10 @@ impl FhirService {
         rows: &[SearchRow],
     ) -> ServiceResult<Vec<SearchRow>> {
         let principal = &ctx.principal;
-        let book = self.consent_book(ctx, None).await?;
         if plan.includes.is_empty() && plan.revincludes.is_empty() || rows.is_empty() {
             return Ok(vec![]);
         }
+        let book = self.consent_book(ctx, None).await?;
         let mut seen: HashSet<i64> = rows.iter().map(|r| r.rid).collect();
         let mut out: Vec<SearchRow> = Vec::new();
         let mut frontier: Vec<SearchRow> = rows.to_vec();
