@@ -12,7 +12,7 @@ use crate::policy::scope::Perms;
 use crate::policy::{visible, Decision};
 use crate::search::definitions::Registry;
 use crate::search::index::extract;
-use crate::store::{IndexRows, NewVersion, WriteTx};
+use crate::store::{Current, IndexRows, NewVersion, WriteTx};
 
 /// What a write did.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -78,21 +78,70 @@ pub(super) async fn write_in_tx(
     tx: &mut WriteTx,
     res_type: ResourceType,
     id: &str,
-    mut resource: Value,
+    resource: Value,
     kind: WriteKind,
     index: &IndexRows,
     guard: &WriteGuard<'_>,
 ) -> ServiceResult<(StoredResource, Effect)> {
     let current = tx.current(res_type.as_str(), id).await?;
+    let planned = plan_write(current.as_ref(), res_type, id, resource, kind, guard)?;
+    if let Some(version) = planned.new_version(index) {
+        tx.save(version).await?;
+    }
+    Ok((planned.stored, planned.effect))
+}
+
+/// A write decided against the current version, not yet stored.
+pub(super) struct Planned {
+    pub stored: StoredResource,
+    pub effect: Effect,
+    /// The logical resource's row, when it has one.
+    rid: Option<i64>,
+    method: &'static str,
+}
+
+impl Planned {
+    /// The version to store; `None` when the write changes nothing.
+    pub fn new_version<'a>(&'a self, index: &'a IndexRows) -> Option<NewVersion<'a>> {
+        (self.effect != Effect::Unchanged).then(|| NewVersion {
+            res_type: &self.stored.res_type,
+            res_id: &self.stored.id,
+            rid: self.rid,
+            version: self.stored.version,
+            last_updated: self.stored.last_updated,
+            method: self.method,
+            content: Some(&self.stored.json),
+            index,
+        })
+    }
+}
+
+/// Decides what writing `resource` as `res_type/id` does given its
+/// `current` version (read and locked in the caller's transaction): checks
+/// access and `If-Match`, detects an unchanged update, and stamps the new
+/// version's meta. Pure; the caller stores the result.
+pub(super) fn plan_write(
+    current: Option<&Current>,
+    res_type: ResourceType,
+    id: &str,
+    mut resource: Value,
+    kind: WriteKind,
+    guard: &WriteGuard<'_>,
+) -> ServiceResult<Planned> {
     let t = res_type.as_str();
-    match current.as_ref().filter(|c| !c.deleted) {
+    let live = current.filter(|c| !c.deleted);
+    // The current content, parsed once for the access check and the
+    // unchanged-update check.
+    let existing: Option<Value> = match live.and_then(|c| c.content.as_deref()) {
+        Some(text) => Some(serde_json::from_str(text).map_err(|_| ServiceError::internal())?),
+        None => None,
+    };
+    match live {
         // Creating (POST, or PUT/PATCH of a new or deleted id).
         None => guard.new_content(Perms::C, t, &resource)?,
-        Some(c) => {
-            if let Some(text) = &c.content {
-                let existing: Value =
-                    serde_json::from_str(text).map_err(|_| ServiceError::internal())?;
-                guard.existing(Perms::U, t, id, &existing)?;
+        Some(_) => {
+            if let Some(existing) = &existing {
+                guard.existing(Perms::U, t, id, existing)?;
             }
             guard.new_content(Perms::U, t, &resource)?;
         }
@@ -104,55 +153,44 @@ pub(super) async fn write_in_tx(
             ))
         }
         WriteKind::Update { if_match } | WriteKind::Patch { if_match } => {
-            check_if_match(if_match, current.as_ref())?
+            check_if_match(if_match, current)?
         }
         WriteKind::Create => {}
     }
     // An update that changes nothing keeps the current version (makes re-imports idempotent).
-    if let Some(c) = current.as_ref().filter(|c| !c.deleted) {
-        if let Some(text) = &c.content {
-            let existing: Value =
-                serde_json::from_str(text).map_err(|_| ServiceError::internal())?;
-            if same_content(&existing, &resource) {
-                return Ok((
-                    StoredResource {
-                        res_type: res_type.to_string(),
-                        id: id.to_string(),
-                        version: c.version,
-                        last_updated: c.last_updated,
-                        json: text.clone(),
-                    },
-                    Effect::Unchanged,
-                ));
-            }
+    if let (Some(c), Some(existing), Some(text)) =
+        (live, &existing, live.and_then(|c| c.content.as_ref()))
+    {
+        if same_content(existing, &resource) {
+            return Ok(Planned {
+                stored: StoredResource {
+                    res_type: res_type.to_string(),
+                    id: id.to_string(),
+                    version: c.version,
+                    last_updated: c.last_updated,
+                    json: text.clone(),
+                },
+                effect: Effect::Unchanged,
+                rid: Some(c.rid),
+                method: kind.method(),
+            });
         }
     }
-    let version = current.as_ref().map_or(1, |c| c.version + 1);
+    let version = current.map_or(1, |c| c.version + 1);
     // Keep lastUpdated strictly increasing per resource even if the clock steps back.
-    let last_updated = now_ms().max(current.as_ref().map_or(0, |c| c.last_updated + 1));
+    let last_updated = now_ms().max(current.map_or(0, |c| c.last_updated + 1));
     let obj = resource
         .as_object_mut()
         .ok_or_else(ServiceError::internal)?;
     stamp(obj, id, version, last_updated);
     let json = serde_json::to_string(&resource).map_err(|_| ServiceError::internal())?;
-    tx.save(NewVersion {
-        res_type: res_type.as_str(),
-        res_id: id,
-        rid: current.as_ref().map(|c| c.rid),
-        version,
-        last_updated,
-        method: kind.method(),
-        content: Some(&json),
-        index,
-    })
-    .await?;
-    let effect = if current.as_ref().is_none_or(|c| c.deleted) {
+    let effect = if current.is_none_or(|c| c.deleted) {
         Effect::Created
     } else {
         Effect::Updated
     };
-    Ok((
-        StoredResource {
+    Ok(Planned {
+        stored: StoredResource {
             res_type: res_type.to_string(),
             id: id.to_string(),
             version,
@@ -160,7 +198,9 @@ pub(super) async fn write_in_tx(
             json,
         },
         effect,
-    ))
+        rid: current.map(|c| c.rid),
+        method: kind.method(),
+    })
 }
 
 /// Writes a delete tombstone inside `tx`. `Ok(None)` when the resource never existed.

@@ -2,10 +2,12 @@
 //! are validated (CPU, in parallel with writing) and then stored in chunks,
 //! one database transaction per chunk.
 
+use std::collections::{HashMap, HashSet};
+
 use serde_json::Value;
 
 use super::access::WriteGuard;
-use super::crud::{invalid, new_id, write_in_tx, Effect, WriteKind};
+use super::crud::{invalid, new_id, plan_write, Effect, WriteKind};
 use super::Ctx;
 use super::{FhirService, ServiceError, ServiceResult};
 use crate::audit::event::{build, Action, AuditFacts, EventKind};
@@ -15,7 +17,7 @@ use crate::fhir::ResourceType;
 use crate::search::compartment;
 use crate::search::definitions::Registry;
 use crate::search::index::extract;
-use crate::store::IndexRows;
+use crate::store::{Current, IndexRows, WriteTx};
 
 /// Resources stored per database transaction during an import.
 pub const IMPORT_CHUNK: usize = 1_000;
@@ -73,7 +75,9 @@ pub fn validate_for_import(reg: &Registry, resource: Value) -> ServiceResult<Val
 }
 
 impl FhirService {
-    /// Stores validated resources in one transaction.
+    /// Stores validated resources in one transaction: the current versions
+    /// are read per type in one lookup, and the new versions and their index
+    /// rows written with multi-row statements (`WriteTx::save_many`).
     pub async fn import_chunk(&self, chunk: Vec<ValidResource>) -> ServiceResult<ImportCounts> {
         let mut counts = ImportCounts::default();
         let reg = self.registry.get();
@@ -81,7 +85,7 @@ impl FhirService {
         let guard = WriteGuard::open(&reg);
         let mut tx = self.store.begin().await?;
         let mut facts = AuditFacts::new(EventKind::Operation("import".into()), Action::Create);
-        for r in chunk {
+        for r in &chunk {
             facts.entity(format!("{}/{}", r.res_type, r.id));
             if r.res_type.as_str() == "Patient" {
                 facts.patient(&r.id);
@@ -95,20 +99,9 @@ impl FhirService {
                     }
                 }
             }
-            let kind = if r.upsert {
-                WriteKind::Update { if_match: None }
-            } else {
-                WriteKind::Create
-            };
-            let (_, effect) = write_in_tx(
-                &mut tx, r.res_type, &r.id, r.resource, kind, &r.index, &guard,
-            )
-            .await?;
-            match effect {
-                Effect::Created => counts.created += 1,
-                Effect::Updated => counts.updated += 1,
-                Effect::Unchanged => counts.unchanged += 1,
-            }
+        }
+        for batch in distinct_runs(chunk) {
+            write_batch(&mut tx, batch, &guard, &mut counts).await?;
         }
         facts.detail = Some(format!(
             "{} created, {} updated, {} unchanged",
@@ -120,6 +113,68 @@ impl FhirService {
         tx.commit().await?;
         Ok(counts)
     }
+}
+
+/// Splits `chunk` into consecutive runs in which no resource appears twice,
+/// so that each run can be written as one batch (a later copy of the same
+/// resource must see the earlier one as its current version).
+fn distinct_runs(chunk: Vec<ValidResource>) -> Vec<Vec<ValidResource>> {
+    let mut runs = vec![];
+    let mut run: Vec<ValidResource> = vec![];
+    let mut seen = HashSet::new();
+    for r in chunk {
+        let key = (r.res_type, r.id.clone());
+        if seen.contains(&key) {
+            runs.push(std::mem::take(&mut run));
+            seen.clear();
+        }
+        seen.insert(key);
+        run.push(r);
+    }
+    if !run.is_empty() {
+        runs.push(run);
+    }
+    runs
+}
+
+/// Writes distinct resources: one locked lookup per type, the same
+/// decision as a single write ([`plan_write`]), one batched save.
+async fn write_batch(
+    tx: &mut WriteTx,
+    batch: Vec<ValidResource>,
+    guard: &WriteGuard<'_>,
+    counts: &mut ImportCounts,
+) -> ServiceResult<()> {
+    let mut ids_by_type: HashMap<ResourceType, Vec<&str>> = HashMap::new();
+    for r in batch.iter().filter(|r| r.upsert) {
+        ids_by_type.entry(r.res_type).or_default().push(&r.id);
+    }
+    let mut currents: HashMap<ResourceType, HashMap<String, Current>> = HashMap::new();
+    for (t, ids) in ids_by_type {
+        currents.insert(t, tx.current_many(t.as_str(), &ids).await?);
+    }
+    let mut planned = Vec::with_capacity(batch.len());
+    for r in batch {
+        let current = currents.get(&r.res_type).and_then(|m| m.get(&r.id));
+        let kind = if r.upsert {
+            WriteKind::Update { if_match: None }
+        } else {
+            WriteKind::Create
+        };
+        let plan = plan_write(current, r.res_type, &r.id, r.resource, kind, guard)?;
+        match plan.effect {
+            Effect::Created => counts.created += 1,
+            Effect::Updated => counts.updated += 1,
+            Effect::Unchanged => counts.unchanged += 1,
+        }
+        planned.push((plan, r.index));
+    }
+    let versions: Vec<_> = planned
+        .iter()
+        .filter_map(|(plan, index)| plan.new_version(index))
+        .collect();
+    tx.save_many(&versions).await?;
+    Ok(())
 }
 
 /// Splits a Bundle read from a file into the resources to import, or tells

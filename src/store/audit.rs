@@ -8,7 +8,7 @@
 use sqlx::{AssertSqlSafe, Row};
 
 use super::search::{bound, Bind};
-use super::write::{with_tx, WriteTx};
+use super::write::{value_rows, with_tx, WriteTx, MAX_BINDS_PER_INSERT};
 use super::{with_db, Db, Store, StoreResult};
 use crate::fhir::instant::Millis;
 
@@ -63,11 +63,6 @@ pub struct AuditQuery {
 
 const HEAD_SQLITE: &str = "SELECT seq, hash FROM audit_head WHERE one = 1";
 const HEAD_PG: &str = "SELECT seq, hash FROM audit_head WHERE one = 1 FOR UPDATE";
-const INSERT_LOG: &str = "INSERT INTO audit_log \
-    (seq, id, recorded_ms, type_code, subtype, action, outcome, content, prev_hash, hash) \
-    VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)";
-const INSERT_REF: &str =
-    "INSERT INTO audit_ref (seq, kind, value) VALUES ($1, $2, $3) ON CONFLICT DO NOTHING";
 const SET_HEAD: &str = "UPDATE audit_head SET seq = $1, hash = $2 WHERE one = 1";
 const LINK_COLUMNS: &str =
     "seq, id, recorded_ms, type_code, subtype, action, outcome, content, prev_hash, hash";
@@ -84,32 +79,54 @@ impl WriteTx {
                 .await?;
             (row.try_get(0)?, row.try_get(1)?)
         });
+        // Link every record first, then store them with multi-row inserts
+        // (one statement per table and batch, not one per record and reference).
+        let mut linked = Vec::with_capacity(rows.len());
         for r in rows {
             seq += 1;
             let prev = std::mem::take(&mut hash);
             hash = crate::audit::chain::link_hash(&prev, seq, &r.fields());
+            linked.push((seq, r, prev, hash.clone()));
+        }
+        let pg = self.is_pg();
+        for part in linked.chunks(MAX_BINDS_PER_INSERT / 10) {
+            let sql = format!(
+                "INSERT INTO audit_log ({LINK_COLUMNS}) VALUES {}",
+                value_rows(10, part.len(), pg)
+            );
             with_tx!(self, c, pg => {
-                sqlx::query(INSERT_LOG)
-                    .bind(seq)
-                    .bind(&r.id)
-                    .bind(r.recorded_ms)
-                    .bind(&r.type_code)
-                    .bind(&r.subtype)
-                    .bind(&r.action)
-                    .bind(&r.outcome)
-                    .bind(&r.content)
-                    .bind(&prev)
-                    .bind(&hash)
-                    .execute(&mut *c)
-                    .await?;
-                for (kind, value) in &r.refs {
-                    sqlx::query(INSERT_REF)
-                        .bind(seq)
-                        .bind(*kind)
-                        .bind(value)
-                        .execute(&mut *c)
-                        .await?;
+                let mut q = sqlx::query(AssertSqlSafe(sql));
+                for (seq, r, prev, hash) in part {
+                    q = q
+                        .bind(*seq)
+                        .bind(&r.id)
+                        .bind(r.recorded_ms)
+                        .bind(&r.type_code)
+                        .bind(&r.subtype)
+                        .bind(&r.action)
+                        .bind(&r.outcome)
+                        .bind(&r.content)
+                        .bind(prev)
+                        .bind(hash);
                 }
+                q.execute(&mut *c).await?;
+            });
+        }
+        let refs: Vec<(i64, &str, &str)> = linked
+            .iter()
+            .flat_map(|(seq, r, _, _)| r.refs.iter().map(move |(k, v)| (*seq, *k, v.as_str())))
+            .collect();
+        for part in refs.chunks(MAX_BINDS_PER_INSERT / 3) {
+            let sql = format!(
+                "INSERT INTO audit_ref (seq, kind, value) VALUES {} ON CONFLICT DO NOTHING",
+                value_rows(3, part.len(), pg)
+            );
+            with_tx!(self, c, pg => {
+                let mut q = sqlx::query(AssertSqlSafe(sql));
+                for (seq, kind, value) in part {
+                    q = q.bind(*seq).bind(*kind).bind(*value);
+                }
+                q.execute(&mut *c).await?;
             });
         }
         with_tx!(self, c, pg => {

@@ -1,14 +1,18 @@
 //! Write transactions: read-for-update of the current version, then a new
 //! version row, the pointer update and the index rows, committed together.
 
+use std::collections::HashMap;
+
 use sqlx::{AssertSqlSafe, Row};
 
-use super::index_rows::{Cell, IndexRows, INDEX_TABLES};
+use super::index_rows::{Cell, IndexRows, Table, INDEX_TABLES};
 use super::{Current, Db, StoreError, StoreResult};
 use crate::fhir::instant::Millis;
 
 /// Bound parameters per multi-row insert, under SQLite's and PostgreSQL's limits.
-const MAX_BINDS_PER_INSERT: usize = 8_000;
+pub(super) const MAX_BINDS_PER_INSERT: usize = 8_000;
+/// Ids looked up (or rids deleted) per statement in the batch calls.
+const MAX_IDS_PER_LOOKUP: usize = 1_000;
 
 /// An open write transaction. Dropping it without [`WriteTx::commit`] rolls back.
 pub enum WriteTx {
@@ -65,6 +69,10 @@ const LOCK_PG: &str = "SELECT rid, version, last_updated, deleted FROM resources
 const CONTENT: &str = "SELECT content FROM resource_versions WHERE rid = $1 AND version = $2";
 
 impl WriteTx {
+    pub(super) fn is_pg(&self) -> bool {
+        matches!(self, WriteTx::Postgres(_))
+    }
+
     pub(super) async fn begin(db: &Db) -> StoreResult<WriteTx> {
         Ok(match db {
             // IMMEDIATE takes the write lock now, so a read-then-write in this
@@ -116,64 +124,227 @@ impl WriteTx {
         Ok(Some(current))
     }
 
+    /// The current versions of many resources of one type, locked like
+    /// [`WriteTx::current`]; ids that do not exist are absent from the map.
+    pub async fn current_many(
+        &mut self,
+        res_type: &str,
+        ids: &[&str],
+    ) -> StoreResult<HashMap<String, Current>> {
+        let mut found: HashMap<String, Current> = HashMap::with_capacity(ids.len());
+        for part in ids.chunks(MAX_IDS_PER_LOOKUP) {
+            let rows = with_tx!(self, c, pg => {
+                let sql = format!(
+                    "SELECT rid, version, last_updated, deleted, res_id FROM resources \
+                     WHERE res_type = {} AND res_id IN ({}){}",
+                    placeholders(1, 1, pg),
+                    placeholders(2, part.len(), pg),
+                    if pg { " FOR UPDATE" } else { "" }
+                );
+                let mut q = sqlx::query(AssertSqlSafe(sql)).bind(res_type);
+                for id in part {
+                    q = q.bind(*id);
+                }
+                q.fetch_all(&mut *c)
+                    .await?
+                    .into_iter()
+                    .map(|row| -> Result<(String, Current), sqlx::Error> {
+                        Ok((
+                            row.try_get(4)?,
+                            Current {
+                                rid: row.try_get(0)?,
+                                version: row.try_get(1)?,
+                                last_updated: row.try_get(2)?,
+                                deleted: row.try_get::<i64, _>(3)? != 0,
+                                content: None,
+                            },
+                        ))
+                    })
+                    .collect::<Result<Vec<_>, _>>()?
+            });
+            if rows.is_empty() {
+                continue;
+            }
+            let mut by_rid: HashMap<i64, String> = HashMap::with_capacity(rows.len());
+            for (id, current) in rows {
+                by_rid.insert(current.rid, id.clone());
+                found.insert(id, current);
+            }
+            let rids: Vec<i64> = by_rid.keys().copied().collect();
+            let contents = with_tx!(self, c, pg => {
+                let sql = format!(
+                    "SELECT v.rid, v.content FROM resource_versions v \
+                     JOIN resources r ON r.rid = v.rid AND r.version = v.version \
+                     WHERE r.rid IN ({})",
+                    placeholders(1, rids.len(), pg)
+                );
+                let mut q = sqlx::query(AssertSqlSafe(sql));
+                for rid in &rids {
+                    q = q.bind(*rid);
+                }
+                q.fetch_all(&mut *c)
+                    .await?
+                    .into_iter()
+                    .map(|row| -> Result<(i64, Option<String>), sqlx::Error> {
+                        Ok((row.try_get(0)?, row.try_get(1)?))
+                    })
+                    .collect::<Result<Vec<_>, _>>()?
+            });
+            for (rid, content) in contents {
+                if let Some(current) = by_rid.get(&rid).and_then(|id| found.get_mut(id)) {
+                    current.content = content;
+                }
+            }
+        }
+        Ok(found)
+    }
+
     /// Stores a new version and replaces the resource's index rows.
     pub async fn save(&mut self, v: NewVersion<'_>) -> StoreResult<()> {
-        let deleted = i64::from(v.content.is_none());
-        let rid: i64 = match v.rid {
-            Some(rid) => {
-                with_tx!(self, c, pg => {
-                    sqlx::query("UPDATE resources SET version = $1, last_updated = $2, deleted = $3 WHERE rid = $4")
+        self.save_many(std::slice::from_ref(&v)).await
+    }
+
+    /// Stores new versions of distinct resources and replaces their index
+    /// rows, with a few multi-row statements for the whole batch (bulk
+    /// import). Two versions of the same resource must not share a batch.
+    pub async fn save_many(&mut self, versions: &[NewVersion<'_>]) -> StoreResult<()> {
+        // New logical resources get their row (and rid) first.
+        let fresh: Vec<&NewVersion> = versions.iter().filter(|v| v.rid.is_none()).collect();
+        let mut new_rids: HashMap<(&str, &str), i64> = HashMap::with_capacity(fresh.len());
+        for part in fresh.chunks(MAX_BINDS_PER_INSERT / 6) {
+            for (rid, v) in self.insert_resource_rows(part).await? {
+                new_rids.insert((v.res_type, v.res_id), rid);
+            }
+        }
+        let rid_of = |v: &NewVersion| -> StoreResult<i64> {
+            v.rid
+                .or_else(|| new_rids.get(&(v.res_type, v.res_id)).copied())
+                .ok_or_else(|| StoreError::Setup("a new resource row returned no rid".into()))
+        };
+        // Existing resources: move the pointer, drop their old index rows.
+        let existing: Vec<(i64, &NewVersion)> = versions
+            .iter()
+            .filter_map(|v| v.rid.map(|rid| (rid, v)))
+            .collect();
+        for (rid, v) in &existing {
+            with_tx!(self, c, pg => {
+                sqlx::query("UPDATE resources SET version = $1, last_updated = $2, deleted = $3 WHERE rid = $4")
+                    .bind(v.version)
+                    .bind(v.last_updated)
+                    .bind(i64::from(v.content.is_none()))
+                    .bind(*rid)
+                    .execute(&mut *c)
+                    .await?;
+            });
+        }
+        let old: Vec<i64> = existing.iter().map(|(rid, _)| *rid).collect();
+        self.delete_index(&old).await?;
+        // The versions.
+        for part in versions.chunks(MAX_BINDS_PER_INSERT / 7) {
+            let sql = format!(
+                "INSERT INTO resource_versions (rid, res_type, res_id, version, last_updated, method, content) \
+                 VALUES {}",
+                value_rows(7, part.len(), self.is_pg())
+            );
+            let rids = part
+                .iter()
+                .map(&rid_of)
+                .collect::<StoreResult<Vec<i64>>>()?;
+            with_tx!(self, c, pg => {
+                let mut q = sqlx::query(AssertSqlSafe(sql));
+                for (v, rid) in part.iter().zip(&rids) {
+                    q = q
+                        .bind(*rid)
+                        .bind(v.res_type)
+                        .bind(v.res_id)
                         .bind(v.version)
                         .bind(v.last_updated)
-                        .bind(deleted)
-                        .bind(rid)
-                        .execute(&mut *c)
-                        .await?;
-                    for table in INDEX_TABLES {
-                        sqlx::query(AssertSqlSafe(format!("DELETE FROM {table} WHERE rid = $1")))
-                            .bind(rid)
-                            .execute(&mut *c)
-                            .await?;
-                    }
-                });
-                rid
-            }
-            None => with_tx!(self, c, pg => {
-                sqlx::query(
-                    "INSERT INTO resources (res_type, res_id, version, last_updated, deleted) \
-                     VALUES ($1, $2, $3, $4, $5) RETURNING rid",
-                )
-                .bind(v.res_type)
-                .bind(v.res_id)
-                .bind(v.version)
-                .bind(v.last_updated)
-                .bind(deleted)
-                .fetch_one(c)
-                .await
-                .map_err(StoreError::from_write)?
-                .try_get(0)?
-            }),
-        };
-        with_tx!(self, c, pg => {
-            sqlx::query(
-                "INSERT INTO resource_versions (rid, res_type, res_id, version, last_updated, method, content) \
-                 VALUES ($1, $2, $3, $4, $5, $6, $7)",
-            )
-            .bind(rid)
-            .bind(v.res_type)
-            .bind(v.res_id)
-            .bind(v.version)
-            .bind(v.last_updated)
-            .bind(v.method)
-            .bind(v.content)
-            .execute(c)
-            .await
-            .map_err(StoreError::from_write)?;
-        });
-        if v.content.is_some() {
-            self.insert_index(rid, v.res_type, v.index).await?;
+                        .bind(v.method)
+                        .bind(v.content);
+                }
+                q.execute(&mut *c).await.map_err(StoreError::from_write)?;
+            });
         }
-        Ok(())
+        let mut live = Vec::with_capacity(versions.len());
+        for v in versions.iter().filter(|v| v.content.is_some()) {
+            live.push((rid_of(v)?, v.res_type, v.index));
+        }
+        self.insert_index(&live).await
+    }
+
+    /// Inserts the `resources` rows of new logical resources and returns
+    /// each one's rid. On SQLite the rids are assigned here, under the
+    /// transaction's write lock, because its driver hands `RETURNING` rows
+    /// over one by one between threads; PostgreSQL's identity column assigns
+    /// them and `RETURNING` reports them (in no promised order, so they are
+    /// matched by key).
+    async fn insert_resource_rows<'v>(
+        &mut self,
+        part: &[&'v NewVersion<'v>],
+    ) -> StoreResult<Vec<(i64, &'v NewVersion<'v>)>> {
+        match self {
+            WriteTx::Sqlite(t) => {
+                let last: i64 = sqlx::query_scalar(
+                    "SELECT MAX(COALESCE((SELECT seq FROM sqlite_sequence WHERE name = 'resources'), 0), \
+                            COALESCE((SELECT MAX(rid) FROM resources), 0))",
+                )
+                .fetch_one(&mut **t)
+                .await?;
+                let sql = format!(
+                    "INSERT INTO resources (rid, res_type, res_id, version, last_updated, deleted) VALUES {}",
+                    value_rows(6, part.len(), false)
+                );
+                let mut q = sqlx::query(AssertSqlSafe(sql));
+                let mut assigned = Vec::with_capacity(part.len());
+                for (n, v) in part.iter().enumerate() {
+                    let rid = last + 1 + n as i64;
+                    assigned.push((rid, *v));
+                    q = q
+                        .bind(rid)
+                        .bind(v.res_type)
+                        .bind(v.res_id)
+                        .bind(v.version)
+                        .bind(v.last_updated)
+                        .bind(i64::from(v.content.is_none()));
+                }
+                q.execute(&mut **t).await.map_err(StoreError::from_write)?;
+                Ok(assigned)
+            }
+            WriteTx::Postgres(t) => {
+                let sql = format!(
+                    "INSERT INTO resources (res_type, res_id, version, last_updated, deleted) \
+                     VALUES {} RETURNING rid, res_type, res_id",
+                    value_rows(5, part.len(), true)
+                );
+                let mut q = sqlx::query(AssertSqlSafe(sql));
+                for v in part {
+                    q = q
+                        .bind(v.res_type)
+                        .bind(v.res_id)
+                        .bind(v.version)
+                        .bind(v.last_updated)
+                        .bind(i64::from(v.content.is_none()));
+                }
+                let rows = q
+                    .fetch_all(&mut **t)
+                    .await
+                    .map_err(StoreError::from_write)?;
+                let position: HashMap<(&str, &str), usize> = part
+                    .iter()
+                    .enumerate()
+                    .map(|(i, v)| ((v.res_type, v.res_id), i))
+                    .collect();
+                let mut assigned = Vec::with_capacity(part.len());
+                for row in rows {
+                    let (rid, t, id): (i64, String, String) =
+                        (row.try_get(0)?, row.try_get(1)?, row.try_get(2)?);
+                    if let Some(&i) = position.get(&(t.as_str(), id.as_str())) {
+                        assigned.push((rid, part[i]));
+                    }
+                }
+                Ok(assigned)
+            }
+        }
     }
 
     /// Replaces the index rows of resource `rid` (reindexing).
@@ -183,36 +354,56 @@ impl WriteTx {
         res_type: &str,
         index: &IndexRows,
     ) -> StoreResult<()> {
-        with_tx!(self, c, pg => {
-            for table in INDEX_TABLES {
-                sqlx::query(AssertSqlSafe(format!("DELETE FROM {table} WHERE rid = $1")))
-                    .bind(rid)
-                    .execute(&mut *c)
-                    .await?;
-            }
-        });
-        self.insert_index(rid, res_type, index).await
+        self.delete_index(&[rid]).await?;
+        self.insert_index(&[(rid, res_type, index)]).await
     }
 
-    async fn insert_index(
-        &mut self,
-        rid: i64,
-        res_type: &str,
-        index: &IndexRows,
-    ) -> StoreResult<()> {
-        for table in index.tables() {
-            if table.rows.is_empty() {
-                continue;
-            }
-            let width = table.columns.len() + 2;
-            let rows_per_insert = (MAX_BINDS_PER_INSERT / width).max(1);
-            for chunk in table.rows.chunks(rows_per_insert) {
-                let sql = insert_sql(table.name, table.columns, chunk.len());
+    /// Deletes every index row of the resources `rids`.
+    async fn delete_index(&mut self, rids: &[i64]) -> StoreResult<()> {
+        for part in rids.chunks(MAX_IDS_PER_LOOKUP) {
+            for table in INDEX_TABLES {
+                let sql = format!(
+                    "DELETE FROM {table} WHERE rid IN ({})",
+                    placeholders(1, part.len(), self.is_pg())
+                );
                 with_tx!(self, c, pg => {
                     let mut q = sqlx::query(AssertSqlSafe(sql));
-                    for row in chunk {
-                        q = q.bind(rid).bind(res_type);
-                        for cell in row {
+                    for rid in part {
+                        q = q.bind(*rid);
+                    }
+                    q.execute(&mut *c).await?;
+                });
+            }
+        }
+        Ok(())
+    }
+
+    /// Inserts the index rows of several resources, table by table, in
+    /// multi-row statements that span resources.
+    async fn insert_index(&mut self, resources: &[(i64, &str, &IndexRows)]) -> StoreResult<()> {
+        let tables: Vec<(i64, &str, Vec<Table>)> = resources
+            .iter()
+            .map(|(rid, t, index)| (*rid, *t, index.tables()))
+            .collect();
+        for n in 0..INDEX_TABLES.len() {
+            let Some((name, columns)) = tables.first().map(|(_, _, t)| (t[n].name, t[n].columns))
+            else {
+                return Ok(());
+            };
+            // (rid, res_type, row) for every resource's rows of this table.
+            let rows: Vec<(i64, &str, &Vec<Cell>)> = tables
+                .iter()
+                .flat_map(|(rid, t, tabs)| tabs[n].rows.iter().map(move |row| (*rid, *t, row)))
+                .collect();
+            let width = columns.len() + 2;
+            let rows_per_insert = (MAX_BINDS_PER_INSERT / width).max(1);
+            for chunk in rows.chunks(rows_per_insert) {
+                let sql = insert_sql(name, columns, chunk.len(), self.is_pg());
+                with_tx!(self, c, pg => {
+                    let mut q = sqlx::query(AssertSqlSafe(sql));
+                    for (rid, res_type, row) in chunk {
+                        q = q.bind(*rid).bind(*res_type);
+                        for cell in row.iter() {
                             q = match cell {
                                 Cell::Text(s) => q.bind(*s),
                                 Cell::Int(i) => q.bind(*i),
@@ -221,7 +412,7 @@ impl WriteTx {
                             };
                         }
                     }
-                    q.execute(c).await?;
+                    q.execute(&mut *c).await?;
                 });
             }
         }
@@ -229,40 +420,68 @@ impl WriteTx {
     }
 }
 
-/// `INSERT INTO table (rid, res_type, cols…) VALUES ($1, …), …` for `rows` rows.
-/// Built from table and column names and counts only; every value is bound.
-fn insert_sql(table: &str, columns: &[&str], rows: usize) -> String {
-    let width = columns.len() + 2;
-    let mut sql = format!(
-        "INSERT INTO {table} (rid, res_type, {}) VALUES ",
-        columns.join(", ")
-    );
-    let mut n = 0;
+/// `$first, $first+1, …` for `n` values on PostgreSQL; `?, ?, …` on
+/// SQLite, whose driver looks up every numbered parameter by name (a scan
+/// of all the statement's names, so quadratic in a multi-row insert) but
+/// binds anonymous ones by position.
+fn placeholders(first: usize, n: usize, pg: bool) -> String {
+    let mut s = String::with_capacity(n * 6);
+    for i in 0..n {
+        if i > 0 {
+            s.push_str(", ");
+        }
+        if pg {
+            s.push('$');
+            s.push_str(&(first + i).to_string());
+        } else {
+            s.push('?');
+        }
+    }
+    s
+}
+
+/// `($1, …, $width), ($width+1, …), …` for `rows` rows (see [`placeholders`]).
+pub(super) fn value_rows(width: usize, rows: usize, pg: bool) -> String {
+    let mut s = String::with_capacity(rows * width * 5);
     for r in 0..rows {
         if r > 0 {
-            sql.push_str(", ");
+            s.push_str(", ");
         }
-        sql.push('(');
-        for col in 0..width {
-            if col > 0 {
-                sql.push_str(", ");
-            }
-            n += 1;
-            sql.push('$');
-            sql.push_str(&n.to_string());
-        }
-        sql.push(')');
+        s.push('(');
+        s.push_str(&placeholders(1 + r * width, width, pg));
+        s.push(')');
     }
-    sql
+    s
+}
+
+/// `INSERT INTO table (rid, res_type, cols…) VALUES ($1, …), …` for `rows` rows.
+/// Built from table and column names and counts only; every value is bound.
+fn insert_sql(table: &str, columns: &[&str], rows: usize, pg: bool) -> String {
+    format!(
+        "INSERT INTO {table} (rid, res_type, {}) VALUES {}",
+        columns.join(", "),
+        value_rows(columns.len() + 2, rows, pg)
+    )
 }
 
 #[cfg(test)]
 mod tests {
     #[test]
+    fn index_tables_list_every_table_in_order() {
+        let rows = super::IndexRows::default();
+        let names: Vec<&str> = rows.tables().iter().map(|t| t.name).collect();
+        assert_eq!(names, super::INDEX_TABLES);
+    }
+
+    #[test]
     fn insert_sql_numbers_every_placeholder() {
         assert_eq!(
-            super::insert_sql("idx_uri", &["param", "value"], 2),
+            super::insert_sql("idx_uri", &["param", "value"], 2, true),
             "INSERT INTO idx_uri (rid, res_type, param, value) VALUES ($1, $2, $3, $4), ($5, $6, $7, $8)"
+        );
+        assert_eq!(
+            super::insert_sql("idx_uri", &["param", "value"], 2, false),
+            "INSERT INTO idx_uri (rid, res_type, param, value) VALUES (?, ?, ?, ?), (?, ?, ?, ?)"
         );
     }
 }

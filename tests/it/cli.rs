@@ -76,6 +76,71 @@ async fn import_is_idempotent(backend: Backend) {
 }
 both_backends!(import_is_idempotent);
 
+/// Import writes a chunk in batches: a resource twice in one file becomes
+/// two versions, a changed re-import an update, and the index follows the
+/// last version (searches find the new value, not the old).
+async fn import_batches_keep_versions_and_index(backend: Backend) {
+    let app = crate::helpers::spawn(backend).await;
+    let ndjson = app.settings.data_dir.join("dup.ndjson");
+    let line = |id: &str, family: &str| {
+        format!(
+            "{}\n",
+            json!({"resourceType": "Patient", "id": id, "name": [{"family": family}]})
+        )
+    };
+    std::fs::write(
+        &ndjson,
+        [
+            line("dup-a", "Alpha"),
+            line("dup-b", "Bravo"),
+            line("dup-a", "Azure"),
+        ]
+        .concat(),
+    )
+    .unwrap();
+    let import = || {
+        let mut cmd = vesta();
+        cmd.arg("import").arg("--quiet");
+        store_args(&mut cmd, &app.settings.data_dir, &app.settings.database_url);
+        let out = cmd.arg(&ndjson).output().expect("run vesta import");
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8_lossy(&out.stdout).to_string()
+    };
+    let first = import();
+    assert!(first.contains("created 2, updated 1"), "{first}");
+    let a = app.get("/fhir/Patient/dup-a").await;
+    assert_eq!(a.status, 200);
+    assert_eq!(a.json()["meta"]["versionId"], "2");
+    assert_eq!(a.json()["name"][0]["family"], "Azure");
+    let history = app.get("/fhir/Patient/dup-a/_history").await;
+    let versions = history.json()["entry"].as_array().map_or(0, Vec::len);
+    assert_eq!(versions, 2, "{}", history.json());
+    // The index holds the last version only.
+    let found = |reply: crate::helpers::Reply| reply.json()["entry"].as_array().map_or(0, Vec::len);
+    assert_eq!(found(app.get("/fhir/Patient?family=alpha").await), 0);
+    assert_eq!(found(app.get("/fhir/Patient?family=azure").await), 1);
+    // A changed re-import updates, an unchanged one is left alone.
+    std::fs::write(
+        &ndjson,
+        [line("dup-a", "Azure"), line("dup-b", "Brown")].concat(),
+    )
+    .unwrap();
+    let second = import();
+    assert!(
+        second.contains("created 0, updated 1, unchanged 1"),
+        "{second}"
+    );
+    let b = app.get("/fhir/Patient/dup-b").await;
+    assert_eq!(b.json()["meta"]["versionId"], "2");
+    assert_eq!(found(app.get("/fhir/Patient?family=bravo").await), 0);
+    assert_eq!(found(app.get("/fhir/Patient?family=brown").await), 1);
+}
+both_backends!(import_batches_keep_versions_and_index);
+
 fn free_port() -> u16 {
     std::net::TcpListener::bind("127.0.0.1:0")
         .unwrap()
