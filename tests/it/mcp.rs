@@ -1,7 +1,9 @@
 //! The MCP door: the official MCP Python SDK (`tests/python/mcp_client.py`)
-//! over streamable HTTP and over stdio (`vesta mcp`), and raw JSON-RPC for
-//! the refusals (no token, wrong audience, Origin), the RFC 9728 metadata,
-//! the dry run of destructive tools and the tool name in the audit trail.
+//! over streamable HTTP (stateless 2026-07-28 and a 2025-11-25 session) and
+//! over stdio (`vesta mcp`), and raw JSON-RPC for the session lifecycle and
+//! its bounds, the refusals (no token, wrong audience, Origin, another
+//! subject's session), the RFC 9728 metadata, the dry run of destructive
+//! tools and the tool name in the audit trail.
 
 use std::path::Path;
 
@@ -39,6 +41,11 @@ fn mcp_token(
     .expect("mint")
 }
 
+/// The stateless protocol revision (no sessions) and the latest revision
+/// with an `initialize` handshake (sessions).
+const MODERN: &str = "2026-07-28";
+const HANDSHAKE: &str = "2025-11-25";
+
 async fn run_script(args: &[&str], envs: &[(&str, String)]) {
     let py = python().await;
     let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/python/mcp_client.py");
@@ -54,6 +61,8 @@ async fn run_script(args: &[&str], envs: &[(&str, String)]) {
         "mcp_client.py failed:\n{stdout}\n{}",
         String::from_utf8_lossy(&out.stderr)
     );
+    // Shown with --nocapture (and on failure).
+    println!("{stdout}");
     let passed = stdout.lines().filter(|l| l.starts_with("ok")).count();
     assert!(passed >= 8, "only {passed} checks ran:\n{stdout}");
 }
@@ -69,11 +78,26 @@ async fn python_client_over_http(backend: Backend) {
         Some("pat"),
     );
     let url = format!("{}/mcp", s.root);
-    run_script(
-        &["--url", &url, "--token", &admin, "--patient-token", &pat],
-        &[],
-    )
-    .await;
+    // The SDK's default probes server/discover and speaks 2026-07-28
+    // statelessly; `legacy` makes it initialize a 2025-11-25 session.
+    for (mode, version) in [("auto", MODERN), ("legacy", HANDSHAKE)] {
+        run_script(
+            &[
+                "--url",
+                &url,
+                "--token",
+                &admin,
+                "--patient-token",
+                &pat,
+                "--mode",
+                mode,
+                "--expect-version",
+                version,
+            ],
+            &[],
+        )
+        .await;
+    }
 }
 both_backends!(python_client_over_http);
 
@@ -117,19 +141,46 @@ async fn python_client_over_stdio(backend: Backend) {
 }
 both_backends!(python_client_over_stdio);
 
-/// One JSON-RPC request to `/mcp` (stateless: no session needed).
+/// A stateless (2026-07-28) JSON-RPC request to `/mcp`: the protocol
+/// version in a header and in `_meta`, and the SEP-2243 routing headers.
+fn stateless(
+    client: &reqwest::Client,
+    url: &str,
+    method: &str,
+    params: Value,
+) -> reqwest::RequestBuilder {
+    let mut params = params;
+    params["_meta"] = json!({
+        "io.modelcontextprotocol/protocolVersion": MODERN,
+        "io.modelcontextprotocol/clientCapabilities": {},
+        "io.modelcontextprotocol/clientInfo": {"name": "vesta-it", "version": "0"},
+    });
+    let name = match method {
+        "tools/call" | "prompts/get" => params["name"].as_str(),
+        "resources/read" => params["uri"].as_str(),
+        _ => None,
+    }
+    .map(str::to_string);
+    let mut b = client
+        .post(url)
+        .header("content-type", "application/json")
+        .header("accept", "application/json, text/event-stream")
+        .header("mcp-protocol-version", MODERN)
+        .header("mcp-method", method);
+    if let Some(n) = name {
+        b = b.header("mcp-name", n);
+    }
+    b.body(json!({"jsonrpc": "2.0", "id": 1, "method": method, "params": params}).to_string())
+}
+
+/// One stateless JSON-RPC request to `/mcp` (no session needed).
 async fn rpc(
     client: &reqwest::Client,
     url: &str,
     method: &str,
     params: Value,
 ) -> (u16, reqwest::header::HeaderMap, Value) {
-    let r = client
-        .post(url)
-        .header("content-type", "application/json")
-        .header("accept", "application/json, text/event-stream")
-        .header("mcp-protocol-version", "2025-06-18")
-        .body(json!({"jsonrpc": "2.0", "id": 1, "method": method, "params": params}).to_string())
+    let r = stateless(client, url, method, params)
         .send()
         .await
         .expect("request");
@@ -141,6 +192,80 @@ async fn rpc(
         headers,
         serde_json::from_str(&text).unwrap_or(json!({"raw": text})),
     )
+}
+
+/// The JSON-RPC message of a response: the JSON body, or the first
+/// JSON-RPC message among the SSE events (session responses are streams).
+fn jsonrpc_of(content_type: &str, text: &str) -> Value {
+    if content_type.starts_with("text/event-stream") {
+        text.lines()
+            .filter_map(|l| l.strip_prefix("data:"))
+            .filter_map(|d| serde_json::from_str::<Value>(d.trim()).ok())
+            .find(|v| v.get("jsonrpc").is_some())
+            .unwrap_or(json!({"raw": text}))
+    } else {
+        serde_json::from_str(text).unwrap_or(json!({"raw": text}))
+    }
+}
+
+/// One message in session mode (2025-11-25): `session` is the
+/// `Mcp-Session-Id` (none for `initialize`).
+async fn in_session(
+    client: &reqwest::Client,
+    url: &str,
+    session: Option<&str>,
+    message: Value,
+) -> (u16, reqwest::header::HeaderMap, Value) {
+    let mut b = client
+        .post(url)
+        .header("content-type", "application/json")
+        .header("accept", "application/json, text/event-stream")
+        .header("mcp-protocol-version", HANDSHAKE);
+    if let Some(id) = session {
+        b = b.header("mcp-session-id", id);
+    }
+    let r = b.body(message.to_string()).send().await.expect("request");
+    let status = r.status().as_u16();
+    let headers = r.headers().clone();
+    let ct = headers
+        .get("content-type")
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or_default()
+        .to_string();
+    let text = r.text().await.expect("body");
+    (status, headers, jsonrpc_of(&ct, &text))
+}
+
+fn initialize() -> Value {
+    json!({"jsonrpc": "2.0", "id": 0, "method": "initialize", "params": {
+        "protocolVersion": HANDSHAKE, "capabilities": {},
+        "clientInfo": {"name": "vesta-it", "version": "0"}}})
+}
+
+fn request(id: u64, method: &str) -> Value {
+    json!({"jsonrpc": "2.0", "id": id, "method": method, "params": {}})
+}
+
+/// Opens a session with `initialize` and `notifications/initialized`;
+/// returns its id.
+async fn open_session(client: &reqwest::Client, url: &str) -> String {
+    let (status, headers, v) = in_session(client, url, None, initialize()).await;
+    assert_eq!(status, 200, "{v}");
+    assert_eq!(v["result"]["protocolVersion"], HANDSHAKE, "{v}");
+    let id = headers
+        .get("mcp-session-id")
+        .and_then(|h| h.to_str().ok())
+        .expect("initialize answers with Mcp-Session-Id")
+        .to_string();
+    let (status, _, _) = in_session(
+        client,
+        url,
+        Some(&id),
+        json!({"jsonrpc": "2.0", "method": "notifications/initialized"}),
+    )
+    .await;
+    assert_eq!(status, 202);
+    id
 }
 
 async fn tool(client: &reqwest::Client, url: &str, name: &str, args: Value) -> Value {
@@ -232,13 +357,8 @@ async fn refuses_without_an_mcp_token(backend: Backend) {
         .await
         .unwrap();
     assert_eq!(r.status().as_u16(), 403);
-    let r = good
-        .post(&url)
+    let r = stateless(&good, &url, "tools/list", json!({}))
         .header("origin", &s.root)
-        .header("content-type", "application/json")
-        .header("accept", "application/json, text/event-stream")
-        .header("mcp-protocol-version", "2025-06-18")
-        .body(json!({"jsonrpc": "2.0", "id": 1, "method": "tools/list"}).to_string())
         .send()
         .await
         .unwrap();
@@ -633,12 +753,8 @@ async fn allowed_hosts_are_configurable(backend: Backend) {
         None,
     ));
     let send = |host: &'static str| {
-        c.post(&url)
+        stateless(&c, &url, "tools/list", json!({}))
             .header("host", host)
-            .header("content-type", "application/json")
-            .header("accept", "application/json, text/event-stream")
-            .header("mcp-protocol-version", "2025-06-18")
-            .body(json!({"jsonrpc": "2.0", "id": 1, "method": "tools/list"}).to_string())
             .send()
     };
     // DNS rebinding: an unknown Host is refused; a configured one is served.
@@ -649,3 +765,141 @@ async fn allowed_hosts_are_configurable(backend: Backend) {
     );
 }
 both_backends!(allowed_hosts_are_configurable);
+
+/// The session lifecycle of the handshake revisions over raw HTTP, its
+/// bound, and the binding of a session to its opener's subject and client.
+async fn sessions_over_raw_http(backend: Backend) {
+    let s = SmartApp::start_with(backend, |s| s.mcp_max_sessions = 2).await;
+    let url = format!("{}/mcp", s.root);
+    let admin = client_with_token(&mcp_token(
+        &s,
+        "vesta-test-admin",
+        "system/*.cruds",
+        None,
+        None,
+    ));
+    // A second token of the same client and subject (a refreshed one).
+    let admin_again = client_with_token(&mcp_token(
+        &s,
+        "vesta-test-admin",
+        "system/*.rs",
+        None,
+        None,
+    ));
+    let patient = client_with_token(&mcp_token(
+        &s,
+        "mcp-patient-app",
+        "patient/*.rs",
+        Some("p1"),
+        Some("pat"),
+    ));
+
+    // initialize opens a session: Mcp-Session-Id, 2025-11-25 negotiated.
+    let a = open_session(&admin, &url).await;
+    let (status, headers, v) = in_session(&admin, &url, Some(&a), request(1, "tools/list")).await;
+    assert_eq!(status, 200, "{v}");
+    assert!(
+        v["result"]["tools"]
+            .as_array()
+            .is_some_and(|t| t.len() >= 13),
+        "{v}"
+    );
+    assert!(headers.get("mcp-session-id").is_none() || headers["mcp-session-id"] == a.as_str());
+    // Each request still needs its own token; the same subject and client
+    // may continue with another token.
+    let (status, _, _) = in_session(&s.app.anon, &url, Some(&a), request(2, "tools/list")).await;
+    assert_eq!(status, 401);
+    let (status, _, v) = in_session(&admin_again, &url, Some(&a), request(3, "tools/list")).await;
+    assert_eq!(status, 200, "{v}");
+    // Another subject's token may not ride the session, and is audited.
+    let (status, _, v) = in_session(&patient, &url, Some(&a), request(4, "tools/list")).await;
+    assert_eq!(status, 403, "{v}");
+    assert_eq!(v["resourceType"], "OperationOutcome", "{v}");
+    let audit = s.app.get("AuditEvent?_count=200").await;
+    assert!(
+        audit
+            .text
+            .contains("403 via mcp: this MCP session was opened by another"),
+        "{}",
+        audit.text
+    );
+    // A handshake-revision request without the session id: 400; an unknown
+    // or overlong id: 404.
+    let (status, _, _) = in_session(&admin, &url, None, request(5, "tools/list")).await;
+    assert_eq!(status, 400);
+    for unknown in ["0f1e2d3c-0000-4000-8000-000000000000", &"a".repeat(200)] {
+        let (status, _, v) =
+            in_session(&admin, &url, Some(unknown), request(6, "tools/list")).await;
+        assert_eq!(status, 404, "{v}");
+    }
+
+    // The bound: two live sessions, then 503 with Retry-After for a third
+    // initialize, while stateless requests are still served.
+    let b = open_session(&patient, &url).await;
+    assert_ne!(a, b);
+    let (status, headers, v) = in_session(&admin, &url, None, initialize()).await;
+    assert_eq!(status, 503, "{v}");
+    assert!(headers.contains_key("retry-after"));
+    let (status, headers, v) = rpc(&admin, &url, "tools/list", json!({})).await;
+    assert_eq!(status, 200, "{v}");
+    assert!(v["result"]["tools"].is_array(), "{v}");
+    assert!(
+        headers.get("mcp-session-id").is_none(),
+        "2026-07-28 is stateless"
+    );
+
+    // DELETE ends a session (only its opener may); its id is then unknown,
+    // and there is room for a new one.
+    let delete = |c: &reqwest::Client, id: &str| {
+        c.delete(&url)
+            .header("mcp-session-id", id)
+            .header("mcp-protocol-version", HANDSHAKE)
+            .send()
+    };
+    assert_eq!(delete(&patient, &a).await.unwrap().status().as_u16(), 403);
+    let r = delete(&admin, &a).await.unwrap();
+    assert!(r.status().is_success(), "{}", r.status());
+    let (status, _, _) = in_session(&admin, &url, Some(&a), request(7, "tools/list")).await;
+    assert_eq!(status, 404);
+    let c = open_session(&admin, &url).await;
+    // Tools work in a session like anywhere else (scopes of this token).
+    let (status, _, v) = in_session(
+        &patient,
+        &url,
+        Some(&b),
+        json!({"jsonrpc": "2.0", "id": 8, "method": "tools/call",
+               "params": {"name": "fhir_read", "arguments": {"type": "Patient", "id": "p2"}}}),
+    )
+    .await;
+    assert_eq!(status, 200, "{v}");
+    assert_eq!(v["result"]["isError"], true, "p2 is outside the token: {v}");
+    let (status, _, v) = in_session(
+        &admin,
+        &url,
+        Some(&c),
+        json!({"jsonrpc": "2.0", "id": 9, "method": "tools/call",
+               "params": {"name": "fhir_read", "arguments": {"type": "Patient", "id": "p2"}}}),
+    )
+    .await;
+    assert_eq!(status, 200, "{v}");
+    assert_eq!(v["result"]["structuredContent"]["id"], "p2", "{v}");
+}
+both_backends!(sessions_over_raw_http);
+
+/// A session with no message for `mcp_session_idle_s` is closed: 404.
+async fn idle_sessions_time_out(backend: Backend) {
+    let s = SmartApp::start_with(backend, |s| s.mcp_session_idle_s = 1).await;
+    let url = format!("{}/mcp", s.root);
+    let admin = client_with_token(&mcp_token(
+        &s,
+        "vesta-test-admin",
+        "system/*.cruds",
+        None,
+        None,
+    ));
+    let a = open_session(&admin, &url).await;
+    tokio::time::sleep(std::time::Duration::from_millis(2_500)).await;
+    let (status, _, v) = in_session(&admin, &url, Some(&a), request(1, "tools/list")).await;
+    assert_eq!(status, 404, "{v}");
+}
+both_backends!(idle_sessions_time_out);
