@@ -2,8 +2,8 @@
 //! over streamable HTTP (stateless 2026-07-28 and a 2025-11-25 session) and
 //! over stdio (`vesta mcp`), and raw JSON-RPC for the session lifecycle and
 //! its bounds, the refusals (no token, wrong audience, Origin, another
-//! subject's session), the RFC 9728 metadata, the dry run of destructive
-//! tools and the tool name in the audit trail.
+//! subject's session), the RFC 9728 metadata, paged resources/list, the dry
+//! run of destructive tools and the tool name in the audit trail.
 
 use std::path::Path;
 
@@ -903,3 +903,124 @@ async fn idle_sessions_time_out(backend: Backend) {
     assert_eq!(status, 404, "{v}");
 }
 both_backends!(idle_sessions_time_out);
+
+/// Every page of `resources/list` for a client: (uris per page).
+async fn list_pages(c: &reqwest::Client, url: &str) -> Vec<Vec<String>> {
+    let mut pages = Vec::new();
+    let mut cursor: Option<String> = None;
+    while pages.len() < 20 {
+        let params = match &cursor {
+            Some(c) => json!({"cursor": c}),
+            None => json!({}),
+        };
+        let (status, _, v) = rpc(c, url, "resources/list", params).await;
+        assert_eq!(status, 200, "{v}");
+        let uris: Vec<String> = v["result"]["resources"]
+            .as_array()
+            .unwrap_or_else(|| panic!("{v}"))
+            .iter()
+            .filter_map(|r| r["uri"].as_str().map(str::to_string))
+            .collect();
+        pages.push(uris);
+        cursor = v["result"]["nextCursor"].as_str().map(str::to_string);
+        if cursor.is_none() {
+            break;
+        }
+    }
+    pages
+}
+
+/// `resources/list` pages (opaque cursor, page size at most `max_count`)
+/// over what the token may read: the patient's compartment for a patient
+/// token, minus what a Consent withholds.
+async fn resources_list_is_paged_over_what_the_token_may_read(backend: Backend) {
+    let s = SmartApp::start_with(backend, |s| {
+        s.limits.max_count = 3;
+        s.limits.default_count = 3;
+    })
+    .await;
+    let url = format!("{}/mcp", s.root);
+    let enc = |n: &str| {
+        json!({"resourceType": "Encounter", "id": n, "status": "finished",
+               "class": {"system": "http://terminology.hl7.org/CodeSystem/v3-ActCode", "code": "AMB"},
+               "subject": {"reference": "Patient/p1"}})
+    };
+    assert_eq!(s.app.put("Encounter/e1", &enc("e1")).await.status, 201);
+    let patient = client_with_token(&mcp_token(
+        &s,
+        "mcp-patient-app",
+        "patient/*.rs",
+        Some("p1"),
+        Some("pat"),
+    ));
+    let pages = list_pages(&patient, &url).await;
+    assert!(pages.len() >= 2, "{pages:?}");
+    assert!(pages.iter().all(|p| p.len() <= 3), "{pages:?}");
+    let mut all: Vec<String> = pages.concat();
+    assert_eq!(all[0], "fhir://metadata");
+    all.sort();
+    let mut want = vec![
+        "fhir://Encounter/e1",
+        "fhir://Observation/p1-laboratory",
+        "fhir://Observation/p1-vital-signs",
+        "fhir://Patient/p1",
+        "fhir://metadata",
+    ];
+    want.sort();
+    assert_eq!(all, want, "{pages:?}");
+
+    // The cursor round trip: the same cursor gives the same page.
+    let (_, _, first) = rpc(&patient, &url, "resources/list", json!({})).await;
+    let cursor = first["result"]["nextCursor"].as_str().expect("a cursor");
+    let again = |c: &str| rpc(&patient, &url, "resources/list", json!({"cursor": c}));
+    let (_, _, one) = again(cursor).await;
+    let (_, _, two) = again(cursor).await;
+    assert_eq!(one["result"], two["result"]);
+    assert!(one["result"]["resources"]
+        .as_array()
+        .is_some_and(|r| !r.is_empty()));
+    // A cursor this server did not give: a JSON-RPC error, nothing run.
+    let forged = base64::Engine::encode(
+        &base64::engine::general_purpose::URL_SAFE_NO_PAD,
+        "_count=3&_id=p2",
+    );
+    for bad in ["not a cursor!", forged.as_str()] {
+        let (status, _, v) = again(bad).await;
+        assert_eq!(status, 200, "{v}");
+        assert_eq!(v["error"]["code"], -32602, "{v}");
+    }
+
+    // A user whose access a Consent narrows: p2's lab Observation is withheld.
+    let consent = json!({"resourceType": "Consent", "id": "c-p2", "status": "active",
+        "scope": {"coding": [{"system": "http://terminology.hl7.org/CodeSystem/consentscope", "code": "patient-privacy"}]},
+        "category": [{"coding": [{"system": "http://loinc.org", "code": "59284-0"}]}],
+        "patient": {"reference": "Patient/p2"},
+        "policyRule": {"coding": [{"system": "http://terminology.hl7.org/CodeSystem/v3-ActCode", "code": "OPTIN"}]},
+        "provision": {"type": "permit", "provision": [{"type": "deny",
+            "data": [{"meaning": "instance", "reference": {"reference": "Observation/p2-laboratory"}}]}]}});
+    assert_eq!(s.app.put("Consent/c-p2", &consent).await.status, 201);
+    let alice = client_with_token(&mcp_token(
+        &s,
+        "vesta-demo-app",
+        "user/*.rs",
+        None,
+        Some("alice"),
+    ));
+    let all: Vec<String> = list_pages(&alice, &url).await.concat();
+    for seen in [
+        "fhir://Patient/p2",
+        "fhir://Observation/p2-vital-signs",
+        "fhir://Observation/p1-laboratory",
+    ] {
+        assert!(all.iter().any(|u| u == seen), "{seen} missing: {all:?}");
+    }
+    assert!(
+        !all.iter().any(|u| u == "fhir://Observation/p2-laboratory"),
+        "{all:?}"
+    );
+    let mut unique = all.clone();
+    unique.sort();
+    unique.dedup();
+    assert_eq!(unique.len(), all.len(), "listed twice: {all:?}");
+}
+both_backends!(resources_list_is_paged_over_what_the_token_may_read);

@@ -75,6 +75,18 @@ def check_negotiated(args, c):
                (c.protocol_version, supported))
 
 
+async def list_all_resources(c):
+    """Every page of resources/list: (uris, pages)."""
+    uris, pages, cursor = [], 0, None
+    while True:
+        r = await c.list_resources(cursor=cursor)
+        pages += 1
+        uris += [str(x.uri) for x in r.resources]
+        cursor = r.next_cursor
+        if not cursor or pages >= 50:
+            return uris, pages
+
+
 async def admin_checks(args):
     # One family name per mode, so runs against the same server stay apart.
     family = "Mcpson" if args.mode == "auto" else "Mcpsession"
@@ -145,6 +157,11 @@ async def admin_checks(args):
         prompts = (await c.list_prompts()).prompts
         expect({"patient_briefing", "medication_reconciliation", "pre_visit_summary"}
                <= {p.name for p in prompts}, "prompts/list has the three prompts", prompts)
+        uris, pages = await list_all_resources(c)
+        expect(uris[0] == "fhir://metadata" and f"fhir://Patient/{pid}" in uris
+               and f"fhir://Observation/{args.patient}-laboratory" in uris
+               and len(uris) == len(set(uris)),
+               "resources/list pages over patients and their records, each once", (pages, uris))
 
 
 async def session_checks(args):
@@ -184,6 +201,10 @@ async def patient_checks(args):
         refs = [e["reference"] for e in structured(r).get("entries", [])]
         expect(not r.is_error and refs == [f"Patient/{args.patient}"],
                "patient token: fhir_search Patient -> only its own patient", refs)
+        uris, _ = await list_all_resources(c)
+        expect(f"fhir://Patient/{args.patient}" in uris
+               and not any(args.other_patient in u for u in uris),
+               "patient token: resources/list shows its own record only", uris)
 
 
 async def stdio_checks(args):
