@@ -1,9 +1,10 @@
 //! The MCP door: the official MCP Python SDK (`tests/python/mcp_client.py`)
 //! over streamable HTTP (stateless 2026-07-28 and a 2025-11-25 session) and
-//! over stdio (`vesta mcp`), and raw JSON-RPC for the session lifecycle and
-//! its bounds, the refusals (no token, wrong audience, Origin, another
-//! subject's session), the RFC 9728 metadata, paged resources/list, the dry
-//! run of destructive tools and the tool name in the audit trail.
+//! over stdio (`vesta mcp`), the MCP Inspector CLI, and raw JSON-RPC for the
+//! session lifecycle and its bounds, the refusals (no token, wrong audience,
+//! Origin, another subject's session), the RFC 9728 metadata, paged
+//! resources/list, the dry run of destructive tools and the tool name in the
+//! audit trail.
 
 use std::path::Path;
 
@@ -1024,3 +1025,88 @@ async fn resources_list_is_paged_over_what_the_token_may_read(backend: Backend) 
     assert_eq!(unique.len(), all.len(), "listed twice: {all:?}");
 }
 both_backends!(resources_list_is_paged_over_what_the_token_may_read);
+
+/// The MCP Inspector CLI (`tests/node/package-lock.json`, installed by
+/// `tests/node/bootstrap.sh` beside the build cache) lists the tools and
+/// calls one with a bearer header. Skipped, saying so, where npx is missing.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn mcp_inspector_cli() {
+    if std::process::Command::new("npx")
+        .arg("--version")
+        .output()
+        .is_err()
+    {
+        eprintln!("SKIPPED mcp_inspector_cli: npx is not installed (Node.js/npm needed)");
+        return;
+    }
+    let dir = crate::helpers::node::tools_dir().await;
+    let s = SmartApp::start(Backend::Sqlite).await;
+    let url = format!("{}/mcp", s.root);
+    let token = mcp_token(&s, "vesta-test-admin", "system/*.cruds", None, None);
+    let home = tempfile::tempdir().expect("temp HOME");
+    let inspector = |args: &[&str]| {
+        let mut cmd = tokio::process::Command::new("npx");
+        cmd.args(["--no", "--prefix"])
+            .arg(&dir)
+            .args(["--", "mcp-inspector", "--cli", &url])
+            .args(args)
+            // The inspector keeps a catalog in ~/.mcp-inspector: not ours.
+            .env("HOME", home.path())
+            .env("npm_config_cache", dir.join("npm-cache"))
+            .env("npm_config_update_notifier", "false")
+            .kill_on_drop(true);
+        cmd
+    };
+    let run = |mut cmd: tokio::process::Command| async move {
+        let out = tokio::time::timeout(std::time::Duration::from_secs(120), cmd.output())
+            .await
+            .expect("the inspector took over 120 s")
+            .expect("run npx");
+        (
+            out.status.code(),
+            String::from_utf8_lossy(&out.stdout).to_string(),
+            String::from_utf8_lossy(&out.stderr).to_string(),
+        )
+    };
+    let bearer = format!("Authorization: Bearer {token}");
+    let (code, out, err) = run(inspector(&["--method", "tools/list", "--header", &bearer])).await;
+    assert_eq!(code, Some(0), "{out}\n{err}");
+    let listed: Value = serde_json::from_str(&out).unwrap_or_else(|_| panic!("{out}"));
+    let names: Vec<&str> = listed["tools"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter_map(|t| t["name"].as_str())
+        .collect();
+    assert!(
+        names.contains(&"fhir_read") && names.contains(&"patient_summary"),
+        "{names:?}"
+    );
+    let (code, out, err) = run(inspector(&[
+        "--method",
+        "tools/call",
+        "--tool-name",
+        "fhir_read",
+        "--tool-arg",
+        "type=Patient",
+        "id=p1",
+        "--header",
+        &bearer,
+    ]))
+    .await;
+    assert_eq!(code, Some(0), "{out}\n{err}");
+    let called: Value = serde_json::from_str(&out).unwrap_or_else(|_| panic!("{out}"));
+    assert_eq!(called["structuredContent"]["id"], "p1", "{called}");
+    assert_eq!(called["isError"], false, "{called}");
+    // Without a valid token the inspector is refused (it cannot sign in
+    // interactively here).
+    let (code, out, err) = run(inspector(&[
+        "--method",
+        "tools/list",
+        "--header",
+        "Authorization: Bearer not-a-token",
+    ]))
+    .await;
+    assert_ne!(code, Some(0), "{out}\n{err}");
+    assert!(!out.contains("fhir_read"), "{out}");
+}
