@@ -56,6 +56,11 @@ pub struct Settings {
     /// Extra `Host` values (`name` or `name:port`) the MCP endpoint answers
     /// besides loopback and the public base URL's host (DNS-rebinding guard).
     pub mcp_allowed_hosts: Vec<String>,
+    /// Most live MCP sessions (protocol revisions with `initialize`) one
+    /// instance holds; an `initialize` beyond it gets 503.
+    pub mcp_max_sessions: usize,
+    /// An MCP session with no message for this many seconds is closed.
+    pub mcp_session_idle_s: u64,
     /// Requests per minute per user (by role) and per backend client.
     pub rate_limits: RateLimitSettings,
     /// `permit` (opt-out: a patient without a privacy Consent is shared) or
@@ -101,6 +106,8 @@ impl Default for Settings {
             tls_key: None,
             cors_origins: Vec::new(),
             mcp_allowed_hosts: Vec::new(),
+            mcp_max_sessions: crate::mcp::sessions::DEFAULT_MCP_MAX_SESSIONS,
+            mcp_session_idle_s: crate::mcp::sessions::DEFAULT_MCP_SESSION_IDLE_S,
             consent_default: "permit".into(),
             break_glass_roles: vec!["clinician".into(), "admin".into()],
             rate_limits: RateLimitSettings::default(),
@@ -132,6 +139,8 @@ pub struct FileSettings {
     pub tls_key: Option<PathBuf>,
     pub cors_origins: Option<Vec<String>>,
     pub mcp_allowed_hosts: Option<Vec<String>>,
+    pub mcp_max_sessions: Option<usize>,
+    pub mcp_session_idle_s: Option<u64>,
     pub consent_default: Option<String>,
     pub break_glass_roles: Option<Vec<String>>,
     /// Role name → requests per minute; merged over the defaults.
@@ -226,6 +235,12 @@ impl FileSettings {
         if let Some(v) = self.mcp_allowed_hosts {
             s.mcp_allowed_hosts = v;
         }
+        if let Some(v) = self.mcp_max_sessions {
+            s.mcp_max_sessions = v;
+        }
+        if let Some(v) = self.mcp_session_idle_s {
+            s.mcp_session_idle_s = v;
+        }
         if let Some(v) = self.consent_default {
             s.consent_default = v;
         }
@@ -298,6 +313,24 @@ impl Settings {
             .map_err(|m| bad("cors_origins", m))?;
         crate::mcp::check_allowed_hosts(&self.mcp_allowed_hosts)
             .map_err(|m| bad("mcp_allowed_hosts", m))?;
+        if !(1..=crate::mcp::sessions::MAX_MCP_SESSIONS).contains(&self.mcp_max_sessions) {
+            return Err(bad(
+                "mcp_max_sessions",
+                format!(
+                    "must be between 1 and {}",
+                    crate::mcp::sessions::MAX_MCP_SESSIONS
+                ),
+            ));
+        }
+        if !(1..=crate::mcp::sessions::MAX_MCP_SESSION_IDLE_S).contains(&self.mcp_session_idle_s) {
+            return Err(bad(
+                "mcp_session_idle_s",
+                format!(
+                    "must be between 1 and {}",
+                    crate::mcp::sessions::MAX_MCP_SESSION_IDLE_S
+                ),
+            ));
+        }
         if !matches!(self.consent_default.as_str(), "permit" | "deny") {
             return Err(bad(
                 "consent_default",
@@ -410,5 +443,26 @@ mod tests {
             ..Settings::default()
         };
         assert_eq!(with_scheme.validate().unwrap_err().key, "mcp_allowed_hosts");
+    }
+
+    #[test]
+    fn mcp_session_limits_are_read_and_checked() {
+        let file: FileSettings =
+            toml::from_str("mcp_max_sessions = 10\nmcp_session_idle_s = 30").unwrap();
+        let mut s = Settings::default();
+        file.apply(&mut s).unwrap();
+        assert!(s.validate().is_ok());
+        assert_eq!((s.mcp_max_sessions, s.mcp_session_idle_s), (10, 30));
+        let key = |s: Settings| s.validate().unwrap_err().key;
+        let none = Settings {
+            mcp_max_sessions: 0,
+            ..Settings::default()
+        };
+        assert_eq!(key(none), "mcp_max_sessions");
+        let forever = Settings {
+            mcp_session_idle_s: crate::mcp::sessions::MAX_MCP_SESSION_IDLE_S + 1,
+            ..Settings::default()
+        };
+        assert_eq!(key(forever), "mcp_session_idle_s");
     }
 }

@@ -154,11 +154,7 @@ impl Application {
         security["cors"] = serde_json::Value::Bool(!settings.cors_origins.is_empty());
         service.set_security(security);
         let state = Arc::new(AppState { service, auth });
-        let mcp = crate::mcp::http::routes(
-            state.clone(),
-            &settings.mcp_allowed_hosts,
-            &settings.cors_origins,
-        );
+        let mcp = crate::mcp::http::routes(state.clone(), settings);
         let router = with_guards(
             with_middleware(rest::router(state).merge(mcp)),
             &settings.cors_origins,

@@ -1,6 +1,14 @@
 //! `/mcp` over streamable HTTP: rmcp's tower service behind our guard
 //! (Origin check, bearer token for the MCP audience with the RFC 9728
-//! challenge, rate limit), and the protected-resource metadata documents.
+//! challenge, session owner, rate limit), and the protected-resource
+//! metadata documents.
+//!
+//! Both protocol generations are served: revision 2026-07-28 statelessly
+//! (every POST stands alone, any instance can answer it), and the revisions
+//! with an `initialize` handshake (2025-11-25 and before) in sessions
+//! (`Mcp-Session-Id` issued at `initialize`, required afterwards, ended by
+//! DELETE or the idle timeout, 404 once unknown), bounded and bound to the
+//! token's subject and client by [`super::sessions`].
 
 use std::sync::Arc;
 
@@ -10,10 +18,10 @@ use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use axum::{Json, Router};
-use rmcp::transport::streamable_http_server::session::local::LocalSessionManager;
 use rmcp::transport::{StreamableHttpServerConfig, StreamableHttpService};
 use serde_json::json;
 
+use super::sessions::{Owner, Sessions, MAX_SESSION_ID_CHARS};
 use super::{Caller, McpDoor};
 use crate::auth::BearerError;
 use crate::fhir::outcome::Issue;
@@ -27,6 +35,10 @@ pub const MCP_PATH: &str = "/mcp";
 pub const METADATA_PATH: &str = "/.well-known/oauth-protected-resource/mcp";
 /// RFC 9728 metadata at the root (clients that try it first).
 pub const METADATA_ROOT_PATH: &str = "/.well-known/oauth-protected-resource";
+/// The session header of streamable HTTP (revisions before 2026-07-28).
+pub const SESSION_HEADER: &str = "mcp-session-id";
+/// `Retry-After` when every session is taken, in seconds.
+pub const SESSIONS_FULL_RETRY_S: u64 = 30;
 
 /// What the guard needs besides the app state.
 struct Gate {
@@ -35,12 +47,16 @@ struct Gate {
     /// browser: the server's own and the configured CORS origins.
     allowed_origins: Vec<String>,
     any_origin: bool,
+    sessions: Arc<Sessions>,
 }
 
 /// The `/mcp` routes and the metadata documents, for `startup` to merge.
-/// `allowed_hosts` are the `Host` values besides loopback and the public
-/// base URL's host (`mcp_allowed_hosts`).
-pub fn routes(app: Arc<AppState>, allowed_hosts: &[String], cors_origins: &[String]) -> Router {
+/// `mcp_allowed_hosts` are the `Host` values besides loopback and the
+/// public base URL's host; `mcp_max_sessions` and `mcp_session_idle_s`
+/// bound the sessions.
+pub fn routes(app: Arc<AppState>, settings: &crate::config::Settings) -> Router {
+    let allowed_hosts = &settings.mcp_allowed_hosts;
+    let cors_origins = &settings.cors_origins;
     let issuer = app.auth.issuer.clone();
     let mut hosts: Vec<String> = vec!["localhost".into(), "127.0.0.1".into(), "::1".into()];
     if let Ok(u) = url::Url::parse(&issuer) {
@@ -51,15 +67,19 @@ pub fn routes(app: Arc<AppState>, allowed_hosts: &[String], cors_origins: &[Stri
     hosts.extend(allowed_hosts.iter().cloned());
     let config = StreamableHttpServerConfig::default()
         .with_allowed_hosts(hosts)
-        // Stateless: every POST stands alone, so any instance behind a load
-        // balancer can answer it and each request carries its own token.
-        .with_legacy_session_mode(false)
+        // Sessions for the handshake revisions; 2026-07-28 requests are
+        // served statelessly whatever this says.
+        .with_legacy_session_mode(true)
         .with_json_response(true)
         .with_max_request_body_bytes(app.service.limits().max_body_bytes);
     let service = app.service.clone();
+    let sessions = Arc::new(Sessions::new(
+        settings.mcp_max_sessions,
+        settings.mcp_session_idle_s,
+    ));
     let mcp = StreamableHttpService::new(
         move || Ok(McpDoor::http(service.clone())),
-        Arc::new(LocalSessionManager::default()),
+        sessions.clone(),
         config,
     );
     let gate = Arc::new(Gate {
@@ -72,6 +92,7 @@ pub fn routes(app: Arc<AppState>, allowed_hosts: &[String], cors_origins: &[Stri
             .collect(),
         any_origin: cors_origins.iter().any(|o| o == "*"),
         app: app.clone(),
+        sessions,
     });
     let guarded = Router::new()
         .nest_service(MCP_PATH, mcp)
@@ -186,6 +207,74 @@ async fn guard(State(gate): State<Arc<Gate>>, mut req: Request, next: Next) -> R
         }
     };
     let principal = Arc::new(principal);
+    let owner = Owner::of(&principal);
+    let session =
+        header_str(&headers, &header::HeaderName::from_static(SESSION_HEADER)).map(str::to_string);
+    match &session {
+        Some(id) => {
+            // Bound by its opener's subject and client: any other token is
+            // refused even with a valid session id.
+            let known = (id.len() <= MAX_SESSION_ID_CHARS)
+                .then(|| gate.sessions.owner(id))
+                .flatten();
+            match known {
+                None => {
+                    let e = ServiceError::not_found(
+                        "no such MCP session (ended, timed out or never opened); initialize again",
+                    );
+                    return outcome_response(StatusCode::NOT_FOUND, &e);
+                }
+                Some(o) if o != owner => {
+                    let e = ServiceError::forbidden(
+                        "this MCP session was opened by another user or client",
+                    );
+                    let ctx = Ctx::new(request_id, principal).via("mcp", peer);
+                    if app.service.audit_refusal(&ctx, None, &e).await.is_err() {
+                        return outcome_response(
+                            StatusCode::SERVICE_UNAVAILABLE,
+                            &ServiceError::unavailable(),
+                        );
+                    }
+                    return outcome_response(StatusCode::FORBIDDEN, &e);
+                }
+                Some(_) => {}
+            }
+        }
+        None if *req.method() == axum::http::Method::POST && gate.sessions.is_full().await => {
+            // Only an `initialize` opens a session; stateless requests pass.
+            // (Two `initialize`s racing for the last place both pass here;
+            // `Sessions` still refuses the second, which rmcp answers 500.)
+            let (parts, body) = req.into_parts();
+            let limit = app.service.limits().max_body_bytes;
+            let Ok(bytes) = axum::body::to_bytes(body, limit).await else {
+                let e = ServiceError::too_large(format!(
+                    "the request body is larger than {limit} bytes"
+                ));
+                return outcome_response(StatusCode::PAYLOAD_TOO_LARGE, &e);
+            };
+            if is_initialize(&bytes) {
+                let e = ServiceError::new(
+                    503,
+                    Issue::error(
+                        "transient",
+                        format!(
+                            "the server holds its limit of {} MCP sessions; retry later, \
+                             or use protocol revision 2026-07-28 (no sessions)",
+                            gate.sessions.max()
+                        ),
+                    ),
+                );
+                let mut r = outcome_response(StatusCode::SERVICE_UNAVAILABLE, &e);
+                r.headers_mut().insert(
+                    header::RETRY_AFTER,
+                    HeaderValue::from(SESSIONS_FULL_RETRY_S),
+                );
+                return r;
+            }
+            req = Request::from_parts(parts, axum::body::Body::from(bytes));
+        }
+        None => {}
+    }
     let admit_ctx = Ctx::new(request_id.clone(), principal.clone()).via("mcp", peer.clone());
     if let Err(e) = app.service.admit(&admit_ctx, None).await {
         let status = StatusCode::from_u16(e.status).unwrap_or(StatusCode::SERVICE_UNAVAILABLE);
@@ -202,5 +291,29 @@ async fn guard(State(gate): State<Arc<Gate>>, mut req: Request, next: Next) -> R
         request_id,
         purposes: crate::audit::purposes_of_use(&headers),
     });
-    next.run(req).await
+    let response = next.run(req).await;
+    if session.is_none() {
+        // An `initialize` answered with a new session: it is this token's.
+        if let Some(id) = header_str(
+            response.headers(),
+            &header::HeaderName::from_static(SESSION_HEADER),
+        ) {
+            gate.sessions.bind(id, owner).await;
+        }
+    }
+    response
+}
+
+/// True when a JSON-RPC body is an `initialize` request (the only message
+/// that opens a session).
+fn is_initialize(body: &[u8]) -> bool {
+    #[derive(serde::Deserialize)]
+    struct Peek<'a> {
+        #[serde(borrow)]
+        method: Option<std::borrow::Cow<'a, str>>,
+    }
+    serde_json::from_slice::<Peek>(body)
+        .ok()
+        .and_then(|p| p.method)
+        .is_some_and(|m| m == "initialize")
 }

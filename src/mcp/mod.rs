@@ -13,6 +13,7 @@ pub mod http;
 pub mod registry;
 pub mod render;
 pub mod resources;
+pub mod sessions;
 pub mod tools;
 
 use std::sync::Arc;

@@ -351,7 +351,7 @@ pub const ENDPOINTS: &[Endpoint] = &[
             "/mcp",
             HttpMethod::Post,
             "MCP",
-            "Model Context Protocol, streamable HTTP (stateless JSON responses); bearer token for the MCP resource",
+            "Model Context Protocol, streamable HTTP: revision 2026-07-28 stateless (JSON responses), earlier revisions in a session (Mcp-Session-Id from initialize); bearer token for the MCP resource",
             Some(JSON),
             JSON,
         )
@@ -362,7 +362,7 @@ pub const ENDPOINTS: &[Endpoint] = &[
             "/mcp",
             HttpMethod::Get,
             "MCP",
-            "MCP server-sent event stream (not offered in stateless mode: 405 once authorized)",
+            "MCP server-sent event stream of a session (Mcp-Session-Id; 405 for stateless 2026-07-28 requests)",
             None,
             "text/event-stream",
         )
@@ -373,7 +373,7 @@ pub const ENDPOINTS: &[Endpoint] = &[
             "/mcp",
             HttpMethod::Delete,
             "MCP",
-            "end an MCP session (not offered in stateless mode: 405 once authorized)",
+            "end an MCP session (Mcp-Session-Id); 404 for an unknown session",
             None,
             JSON,
         )

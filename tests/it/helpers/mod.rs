@@ -1,5 +1,6 @@
 //! Test harness: spawn the app on a backend, an HTTP client, and helpers.
 
+pub mod node;
 pub mod postgres;
 pub mod python;
 pub mod smart;
