@@ -20,6 +20,7 @@ mod metadata;
 mod pages;
 mod register;
 mod token;
+mod verified;
 
 use std::path::PathBuf;
 use std::sync::{Arc, RwLock};
@@ -81,6 +82,8 @@ pub struct AuthServer {
     keys: RwLock<Arc<KeyRing>>,
     /// When the key file was last re-read (at most once per [`KEY_RELOAD_MIN_S`]).
     keys_read_at: std::sync::Mutex<std::time::Instant>,
+    /// Tokens whose signature and claims were checked recently.
+    verified: verified::VerifiedTokens,
     store: Store,
     /// For the patient picker, which searches as the signed-in user.
     service: FhirService,
@@ -219,6 +222,7 @@ impl AuthServer {
             config,
             keys: RwLock::new(Arc::new(ring)),
             keys_read_at: std::sync::Mutex::new(std::time::Instant::now()),
+            verified: verified::VerifiedTokens::default(),
             store,
             service,
             http,
@@ -299,6 +303,8 @@ impl AuthServer {
             if let Ok(mut k) = self.keys.write() {
                 *k = Arc::new(ring);
             }
+            // A key that left the ring must not keep its tokens valid.
+            self.verified.clear();
         }
     }
 
@@ -312,12 +318,20 @@ impl AuthServer {
         if token.len() > MAX_TOKEN_BYTES {
             return Err(BearerError::Invalid("the token is too long".into()));
         }
-        let mut result = jwt::verify_access(&self.keys(), token, &self.issuer, audience);
-        if result == Err(TokenError::UnknownKey) {
-            self.reload_keys();
-            result = jwt::verify_access(&self.keys(), token, &self.issuer, audience);
-        }
-        let claims = result.map_err(|e| BearerError::Invalid(e.to_string()))?;
+        let now = crate::fhir::instant::now_ms() / 1000;
+        let claims = match self.verified.get(token, audience, now) {
+            Some(claims) => claims,
+            None => {
+                let mut result = jwt::verify_access(&self.keys(), token, &self.issuer, audience);
+                if result == Err(TokenError::UnknownKey) {
+                    self.reload_keys();
+                    result = jwt::verify_access(&self.keys(), token, &self.issuer, audience);
+                }
+                let claims = result.map_err(|e| BearerError::Invalid(e.to_string()))?;
+                self.verified.insert(token, audience, claims.clone());
+                claims
+            }
+        };
         match self.store.auth_get(grant::REVOKED_KIND, &claims.jti).await {
             Ok(None) => Ok(claims),
             Ok(Some(_)) => Err(BearerError::Invalid("the token has been revoked".into())),

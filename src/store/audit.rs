@@ -8,7 +8,7 @@
 use sqlx::{AssertSqlSafe, Row};
 
 use super::search::{bound, Bind};
-use super::write::{value_rows, with_tx, WriteTx, MAX_BINDS_PER_INSERT};
+use super::write::{shaped_chunks, value_rows, with_tx, WriteTx, MAX_BINDS_PER_INSERT};
 use super::{with_db, Db, Store, StoreResult};
 use crate::fhir::instant::Millis;
 
@@ -89,7 +89,7 @@ impl WriteTx {
             linked.push((seq, r, prev, hash.clone()));
         }
         let pg = self.is_pg();
-        for part in linked.chunks(MAX_BINDS_PER_INSERT / 10) {
+        for part in shaped_chunks(&linked, MAX_BINDS_PER_INSERT / 10) {
             let sql = format!(
                 "INSERT INTO audit_log ({LINK_COLUMNS}) VALUES {}",
                 value_rows(10, part.len(), pg)
@@ -116,7 +116,7 @@ impl WriteTx {
             .iter()
             .flat_map(|(seq, r, _, _)| r.refs.iter().map(move |(k, v)| (*seq, *k, v.as_str())))
             .collect();
-        for part in refs.chunks(MAX_BINDS_PER_INSERT / 3) {
+        for part in shaped_chunks(&refs, MAX_BINDS_PER_INSERT / 3) {
             let sql = format!(
                 "INSERT INTO audit_ref (seq, kind, value) VALUES {} ON CONFLICT DO NOTHING",
                 value_rows(3, part.len(), pg)

@@ -132,7 +132,7 @@ impl WriteTx {
         ids: &[&str],
     ) -> StoreResult<HashMap<String, Current>> {
         let mut found: HashMap<String, Current> = HashMap::with_capacity(ids.len());
-        for part in ids.chunks(MAX_IDS_PER_LOOKUP) {
+        for part in shaped_chunks(ids, MAX_IDS_PER_LOOKUP) {
             let rows = with_tx!(self, c, pg => {
                 let sql = format!(
                     "SELECT rid, version, last_updated, deleted, res_id FROM resources \
@@ -211,7 +211,7 @@ impl WriteTx {
         // New logical resources get their row (and rid) first.
         let fresh: Vec<&NewVersion> = versions.iter().filter(|v| v.rid.is_none()).collect();
         let mut new_rids: HashMap<(&str, &str), i64> = HashMap::with_capacity(fresh.len());
-        for part in fresh.chunks(MAX_BINDS_PER_INSERT / 6) {
+        for part in shaped_chunks(&fresh, MAX_BINDS_PER_INSERT / 6) {
             for (rid, v) in self.insert_resource_rows(part).await? {
                 new_rids.insert((v.res_type, v.res_id), rid);
             }
@@ -240,7 +240,7 @@ impl WriteTx {
         let old: Vec<i64> = existing.iter().map(|(rid, _)| *rid).collect();
         self.delete_index(&old).await?;
         // The versions.
-        for part in versions.chunks(MAX_BINDS_PER_INSERT / 7) {
+        for part in shaped_chunks(versions, MAX_BINDS_PER_INSERT / 7) {
             let sql = format!(
                 "INSERT INTO resource_versions (rid, res_type, res_id, version, last_updated, method, content) \
                  VALUES {}",
@@ -360,7 +360,7 @@ impl WriteTx {
 
     /// Deletes every index row of the resources `rids`.
     async fn delete_index(&mut self, rids: &[i64]) -> StoreResult<()> {
-        for part in rids.chunks(MAX_IDS_PER_LOOKUP) {
+        for part in shaped_chunks(rids, MAX_IDS_PER_LOOKUP) {
             for table in INDEX_TABLES {
                 let sql = format!(
                     "DELETE FROM {table} WHERE rid IN ({})",
@@ -397,7 +397,7 @@ impl WriteTx {
                 .collect();
             let width = columns.len() + 2;
             let rows_per_insert = (MAX_BINDS_PER_INSERT / width).max(1);
-            for chunk in rows.chunks(rows_per_insert) {
+            for chunk in shaped_chunks(&rows, rows_per_insert) {
                 let sql = insert_sql(name, columns, chunk.len(), self.is_pg());
                 with_tx!(self, c, pg => {
                     let mut q = sqlx::query(AssertSqlSafe(sql));
@@ -418,6 +418,31 @@ impl WriteTx {
         }
         Ok(())
     }
+}
+
+/// Splits `items` into parts of `max` items, and the rest into parts of
+/// 256, 64, 16, 4 and 1 items, so that a statement built per part has few
+/// distinct shapes: each shape is prepared once and cached, where a part of
+/// any length would be a new statement to parse and plan almost every time
+/// (the group-committed audit batches vary in size from call to call).
+pub(super) fn shaped_chunks<T>(items: &[T], max: usize) -> Vec<&[T]> {
+    let max = max.max(1);
+    let mut parts = Vec::new();
+    let mut rest = items;
+    while !rest.is_empty() {
+        let n = if rest.len() >= max {
+            max
+        } else {
+            [256, 64, 16, 4, 1]
+                .into_iter()
+                .find(|&size| size <= rest.len())
+                .unwrap_or(1)
+        };
+        let (part, tail) = rest.split_at(n);
+        parts.push(part);
+        rest = tail;
+    }
+    parts
 }
 
 /// `$first, $first+1, …` for `n` values on PostgreSQL; `?, ?, …` on
@@ -466,6 +491,19 @@ fn insert_sql(table: &str, columns: &[&str], rows: usize, pg: bool) -> String {
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn shaped_chunks_cover_everything_in_few_shapes() {
+        let items: Vec<u32> = (0..1_000).collect();
+        for n in [0, 1, 5, 17, 300, 999, 1_000] {
+            let parts = super::shaped_chunks(&items[..n], 400);
+            let flat: Vec<u32> = parts.iter().flat_map(|p| p.iter().copied()).collect();
+            assert_eq!(flat, items[..n].to_vec());
+            assert!(parts
+                .iter()
+                .all(|p| [400, 256, 64, 16, 4, 1].contains(&p.len())));
+        }
+    }
+
     #[test]
     fn index_tables_list_every_table_in_order() {
         let rows = super::IndexRows::default();
