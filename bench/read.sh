@@ -5,6 +5,7 @@
 #   bash bench/read.sh                       # SQLite, PATIENTS=1000, 1/16/64 clients
 #   VESTA_DATABASE_URL=postgres://… bash bench/read.sh
 #   CLIENTS="16" RUNS=5 DURATION=20 MIX=1 bash bench/read.sh
+#   EXTRA_CONFIG='max_connections = 4' bash bench/read.sh   # extra vesta.toml lines
 #
 # Every request is authenticated (a minted system token, verified per
 # request) and writes its AuditEvent, as in production. wrk runs on the same
@@ -35,7 +36,7 @@ port=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); pr
 # Budget raised to its most (100,000 a minute per client app); the load is
 # spread over APPS client apps (default 16), so that it measures serving, not
 # throttling (a 429 would show as an error in the result line).
-printf 'rate_limit_backend_per_minute = 100000\n' >"$work/vesta.toml"
+printf 'rate_limit_backend_per_minute = 100000\n%s\n' "${EXTRA_CONFIG:-}" >"$work/vesta.toml"
 "$VESTA_BIN" serve --config "$work/vesta.toml" --addr "127.0.0.1:$port" "${store[@]}" >"$work/serve.log" 2>&1 &
 pid=$!
 trap 'kill $pid 2>/dev/null || true; wait 2>/dev/null || true; [ -n "${KEEP_TMP:-}" ] || rm -rf "$work"' EXIT
