@@ -7,6 +7,7 @@
 #   PATIENTS=3400 CLIENTS=8 BUNDLE_SIZE=500 bash bench/ingest_http.sh
 set -euo pipefail
 here="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
+. "$here/lib.sh"
 export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$HOME/.cache/vesta-target}"
 PATIENTS="${PATIENTS:-1000}"
 RUNS="${RUNS:-3}"
@@ -25,13 +26,10 @@ rates=()
 for r in $(seq 1 "$RUNS"); do
     store=(--data-dir "$work/data-$r")
     [ -n "${VESTA_DATABASE_URL:-}" ] && store=(--database-url "$VESTA_DATABASE_URL")
-    port=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')
+    port=$(free_port)
     "$VESTA_BIN" serve --config "$work/vesta.toml" --addr "127.0.0.1:$port" "${store[@]}" >"$work/serve-$r.log" 2>&1 &
     pid=$!
-    for _ in $(seq 1 100); do
-        curl -sf "http://127.0.0.1:$port/health/ready" >/dev/null && break
-        sleep 0.2
-    done
+    wait_ready "$port"
     token=$("$VESTA_BIN" token "${store[@]}" --addr "127.0.0.1:$port" --client bench-ingest --scopes 'system/*.cruds')
     line=$(python3 "$here/ingest_http.py" --base "http://127.0.0.1:$port/fhir" --token "$token" \
         --bundles "$work/gen/bundles" --clients "$CLIENTS" | grep '^RESULT')

@@ -12,6 +12,7 @@
 # machine, so it takes part of the CPU from the server.
 set -euo pipefail
 here="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
+. "$here/lib.sh"
 export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$HOME/.cache/vesta-target}"
 PATIENTS="${PATIENTS:-1000}"
 CLIENTS="${CLIENTS:-1 16 64}"
@@ -32,7 +33,7 @@ python3 "$here/gen_data.py" --patients "$PATIENTS" --out "$work/gen" 2>"$work/ge
 gen="$work/gen"
 "$VESTA_BIN" import --quiet "${store[@]}" "$gen"/Organization.ndjson "$gen"/Practitioner.ndjson \
     "$gen"/Patient.ndjson "$gen"/Encounter.ndjson "$gen"/Observation.ndjson >"$work/import.log"
-port=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')
+port=$(free_port)
 # Budget raised to its most (100,000 a minute per client app); the load is
 # spread over APPS client apps (default 16), so that it measures serving, not
 # throttling (a 429 would show as an error in the result line).
@@ -40,10 +41,7 @@ printf 'rate_limit_backend_per_minute = 100000\n%s\n' "${EXTRA_CONFIG:-}" >"$wor
 "$VESTA_BIN" serve --config "$work/vesta.toml" --addr "127.0.0.1:$port" "${store[@]}" >"$work/serve.log" 2>&1 &
 pid=$!
 trap 'kill $pid 2>/dev/null || true; wait 2>/dev/null || true; [ -n "${KEEP_TMP:-}" ] || rm -rf "$work"' EXIT
-for _ in $(seq 1 100); do
-    curl -sf "http://127.0.0.1:$port/health/ready" >/dev/null && break
-    sleep 0.2
-done
+wait_ready "$port"
 # One token per simulated client app: rate budgets are per client, and the
 # most one client may have (100,000 a minute) is below the load measured here.
 TOKENS=""

@@ -13,6 +13,7 @@
 #   RUNS                timed runs per query (default 50)
 set -euo pipefail
 here="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
+. "$here/lib.sh"
 PATIENTS="${PATIENTS:-31500}"
 RUNS="${RUNS:-50}"
 VESTA_BIN="${VESTA_BIN:-${CARGO_TARGET_DIR:-$here/../target}/bench-fast/vesta}"
@@ -38,14 +39,11 @@ if [ ! -e "$work/imported-$backend" ]; then
     grep -E "Maximum resident|Elapsed" "$work/import-time.log"
     touch "$work/imported-$backend"
 fi
-port=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')
+port=$(free_port)
 VESTA_INSECURE_OPEN=1 "$VESTA_BIN" serve --addr "127.0.0.1:$port" "${store[@]}" >"$work/serve.log" 2>&1 &
 pid=$!
 trap 'kill $pid 2>/dev/null || true' EXIT
-for _ in $(seq 1 100); do
-    curl -sf "http://127.0.0.1:$port/health/ready" >/dev/null && break
-    sleep 0.2
-done
+wait_ready "$port"
 python3 "$here/search_queries.py" --base "http://127.0.0.1:$port/fhir" --runs "$RUNS"
 echo "# server RSS after the queries: $(ps -o rss= -p $pid | awk '{printf "%.0f MiB", $1/1024}')"
 kill $pid; wait $pid 2>/dev/null || true
