@@ -8,7 +8,9 @@ use base64::Engine;
 use serde_json::{json, Value};
 
 use super::access::WriteGuard;
-use super::crud::{delete_in_tx, invalid, new_id, patch_in_tx, write_in_tx, Effect, WriteKind};
+use super::crud::{
+    delete_in_tx, invalid, new_id, patch_in_tx, write_many_in_tx, Effect, PendingWrite, WriteKind,
+};
 use super::interaction::{parse, Interaction, Preference, RawRequest};
 use super::{
     Body, Ctx, FhirService, Outcome, ServiceError, ServiceResult, StoredResource, VersionFacts,
@@ -330,6 +332,10 @@ impl FhirService {
         let mut deleted: Vec<VersionFacts> = Vec::new();
         let guard = WriteGuard::new(&reg, ctx);
         let mut tx = self.store.begin().await?;
+        // Creates and updates (distinct resources, checked above) go through
+        // one batched write; patches and deletes run one by one.
+        let mut batched: Vec<usize> = Vec::new();
+        let mut writes: Vec<PendingWrite> = Vec::new();
         for (_, entry) in entries {
             let index = entry.index;
             let outcome = match entry.interaction {
@@ -340,18 +346,15 @@ impl FhirService {
                         .get(&index)
                         .cloned()
                         .ok_or_else(ServiceError::internal)?;
-                    let (stored, _) = write_in_tx(
-                        &mut tx,
+                    batched.push(index);
+                    writes.push(PendingWrite {
                         res_type,
-                        &id,
+                        id,
                         resource,
-                        WriteKind::Create,
-                        &take_index(&mut indexes, index),
-                        &guard,
-                    )
-                    .await
-                    .map_err(|e| entry_error(index, e))?;
-                    Outcome::stored(201, stored)
+                        kind: WriteKind::Create,
+                        index: take_index(&mut indexes, index),
+                    });
+                    continue;
                 }
                 Interaction::Update {
                     res_type,
@@ -359,18 +362,15 @@ impl FhirService {
                     resource,
                     if_match,
                 } => {
-                    let (stored, effect) = write_in_tx(
-                        &mut tx,
+                    batched.push(index);
+                    writes.push(PendingWrite {
                         res_type,
-                        &id,
+                        id,
                         resource,
-                        WriteKind::Update { if_match },
-                        &take_index(&mut indexes, index),
-                        &guard,
-                    )
-                    .await
-                    .map_err(|e| entry_error(index, e))?;
-                    Outcome::stored(if effect == Effect::Created { 201 } else { 200 }, stored)
+                        kind: WriteKind::Update { if_match },
+                        index: take_index(&mut indexes, index),
+                    });
+                    continue;
                 }
                 Interaction::Patch {
                     res_type,
@@ -406,6 +406,24 @@ impl FhirService {
                 _ => {}
             }
             results.push((index, self.response_entry(outcome, pref)));
+        }
+        let planned = write_many_in_tx(&mut tx, writes, &guard)
+            .await
+            .map_err(|e| match e.at.and_then(|at| batched.get(at)) {
+                Some(&index) => entry_error(index, e.error),
+                None => e.error,
+            })?;
+        for (index, plan) in batched.into_iter().zip(planned) {
+            let status = if plan.effect == Effect::Created {
+                201
+            } else {
+                200
+            };
+            written.push(plan.stored.clone());
+            results.push((
+                index,
+                self.response_entry(Outcome::stored(status, plan.stored), pref),
+            ));
         }
         let stored: Vec<&StoredResource> = written.iter().collect();
         let gone: Vec<&VersionFacts> = deleted.iter().collect();

@@ -1,5 +1,7 @@
 //! read, vread, create, update, patch and delete, and the versioned write they share.
 
+use std::collections::{BTreeMap, HashMap};
+
 use serde_json::Value;
 
 use super::access::{hidden, require, WriteGuard};
@@ -89,6 +91,77 @@ pub(super) async fn write_in_tx(
         tx.save(version).await?;
     }
     Ok((planned.stored, planned.effect))
+}
+
+/// One resource for [`write_many_in_tx`]: validated, with its index rows.
+pub(super) struct PendingWrite {
+    pub res_type: ResourceType,
+    pub id: String,
+    pub resource: Value,
+    pub kind: WriteKind,
+    pub index: IndexRows,
+}
+
+/// Why a batched write failed: at which write (by position), or in the store.
+pub(super) struct BatchError {
+    pub at: Option<usize>,
+    pub error: ServiceError,
+}
+
+impl From<crate::store::StoreError> for BatchError {
+    fn from(e: crate::store::StoreError) -> Self {
+        BatchError {
+            at: None,
+            error: e.into(),
+        }
+    }
+}
+
+/// Stores distinct resources (no type and id twice) inside `tx`: one locked
+/// lookup per type, the same decision as a single write ([`plan_write`]) for
+/// each, and one batched save (`WriteTx::save_many`). Creates carry fresh
+/// ids and are not looked up. Returns the plans in the order given.
+pub(super) async fn write_many_in_tx(
+    tx: &mut WriteTx,
+    writes: Vec<PendingWrite>,
+    guard: &WriteGuard<'_>,
+) -> Result<Vec<Planned>, BatchError> {
+    // Types in a fixed order, so that concurrent batches lock rows in one
+    // order (PostgreSQL `FOR UPDATE`) and cannot deadlock on each other.
+    let mut ids_by_type: BTreeMap<&'static str, (ResourceType, Vec<&str>)> = BTreeMap::new();
+    for w in writes
+        .iter()
+        .filter(|w| !matches!(w.kind, WriteKind::Create))
+    {
+        ids_by_type
+            .entry(w.res_type.as_str())
+            .or_insert_with(|| (w.res_type, vec![]))
+            .1
+            .push(&w.id);
+    }
+    let mut currents: HashMap<ResourceType, HashMap<String, Current>> = HashMap::new();
+    for (name, (t, mut ids)) in ids_by_type {
+        ids.sort_unstable();
+        currents.insert(t, tx.current_many(name, &ids).await?);
+    }
+    let mut planned = Vec::with_capacity(writes.len());
+    for (at, w) in writes.into_iter().enumerate() {
+        let current = currents.get(&w.res_type).and_then(|m| m.get(&w.id));
+        let plan =
+            plan_write(current, w.res_type, &w.id, w.resource, w.kind, guard).map_err(|error| {
+                BatchError {
+                    at: Some(at),
+                    error,
+                }
+            })?;
+        planned.push((plan, w.index));
+    }
+    let versions: Vec<_> = planned
+        .iter()
+        .filter_map(|(plan, index)| plan.new_version(index))
+        .collect();
+    tx.save_many(&versions).await?;
+    Ok(planned.into_iter().map(|(plan, _)| plan).collect())
 }
 
 /// A write decided against the current version, not yet stored.

@@ -2,12 +2,12 @@
 //! are validated (CPU, in parallel with writing) and then stored in chunks,
 //! one database transaction per chunk.
 
-use std::collections::{HashMap, HashSet};
+use std::collections::HashSet;
 
 use serde_json::Value;
 
 use super::access::WriteGuard;
-use super::crud::{invalid, new_id, plan_write, Effect, WriteKind};
+use super::crud::{invalid, new_id, write_many_in_tx, Effect, PendingWrite, WriteKind};
 use super::Ctx;
 use super::{FhirService, ServiceError, ServiceResult};
 use crate::audit::event::{build, Action, AuditFacts, EventKind};
@@ -17,7 +17,7 @@ use crate::fhir::ResourceType;
 use crate::search::compartment;
 use crate::search::definitions::Registry;
 use crate::search::index::extract;
-use crate::store::{Current, IndexRows, WriteTx};
+use crate::store::{IndexRows, WriteTx};
 
 /// Resources stored per database transaction during an import.
 pub const IMPORT_CHUNK: usize = 1_000;
@@ -137,43 +137,37 @@ fn distinct_runs(chunk: Vec<ValidResource>) -> Vec<Vec<ValidResource>> {
     runs
 }
 
-/// Writes distinct resources: one locked lookup per type, the same
-/// decision as a single write ([`plan_write`]), one batched save.
+/// Writes distinct resources through the shared batched write.
 async fn write_batch(
     tx: &mut WriteTx,
     batch: Vec<ValidResource>,
     guard: &WriteGuard<'_>,
     counts: &mut ImportCounts,
 ) -> ServiceResult<()> {
-    let mut ids_by_type: HashMap<ResourceType, Vec<&str>> = HashMap::new();
-    for r in batch.iter().filter(|r| r.upsert) {
-        ids_by_type.entry(r.res_type).or_default().push(&r.id);
-    }
-    let mut currents: HashMap<ResourceType, HashMap<String, Current>> = HashMap::new();
-    for (t, ids) in ids_by_type {
-        currents.insert(t, tx.current_many(t.as_str(), &ids).await?);
-    }
-    let mut planned = Vec::with_capacity(batch.len());
-    for r in batch {
-        let current = currents.get(&r.res_type).and_then(|m| m.get(&r.id));
-        let kind = if r.upsert {
-            WriteKind::Update { if_match: None }
-        } else {
-            WriteKind::Create
-        };
-        let plan = plan_write(current, r.res_type, &r.id, r.resource, kind, guard)?;
+    let writes = batch
+        .into_iter()
+        .map(|r| PendingWrite {
+            kind: if r.upsert {
+                WriteKind::Update { if_match: None }
+            } else {
+                WriteKind::Create
+            },
+            res_type: r.res_type,
+            id: r.id,
+            resource: r.resource,
+            index: r.index,
+        })
+        .collect();
+    let planned = write_many_in_tx(tx, writes, guard)
+        .await
+        .map_err(|e| e.error)?;
+    for plan in planned {
         match plan.effect {
             Effect::Created => counts.created += 1,
             Effect::Updated => counts.updated += 1,
             Effect::Unchanged => counts.unchanged += 1,
         }
-        planned.push((plan, r.index));
     }
-    let versions: Vec<_> = planned
-        .iter()
-        .filter_map(|(plan, index)| plan.new_version(index))
-        .collect();
-    tx.save_many(&versions).await?;
     Ok(())
 }
 

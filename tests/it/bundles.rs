@@ -69,6 +69,11 @@ async fn transaction_is_all_or_nothing(backend: Backend) {
     assert_eq!(r.status, 412, "{}", r.text);
     assert_eq!(r.json()["resourceType"], "OperationOutcome");
     assert_eq!(
+        r.issue_path().as_deref(),
+        Some("Bundle.entry[2]"),
+        "the failing entry is named by its position in the request"
+    );
+    assert_eq!(
         app.get("Patient/a").await.status,
         404,
         "nothing of a failed transaction is stored"
@@ -100,6 +105,81 @@ async fn transaction_is_all_or_nothing(backend: Backend) {
     assert_eq!(app.post("", &twice).await.status, 400);
 }
 both_backends!(transaction_is_all_or_nothing);
+
+/// Creates and updates of a transaction are written together: each entry
+/// still gets its own status and version, unchanged updates keep their
+/// version, and the index rows of every entry are stored.
+async fn transaction_writes_many_resources_at_once(backend: Backend) {
+    let app = spawn(backend).await;
+    let kept = json!({"resourceType": "Patient", "id": "kept", "active": true});
+    app.put("Patient/kept", &kept).await;
+    app.put(
+        "Patient/changed",
+        &json!({"resourceType": "Patient", "id": "changed", "active": true}),
+    )
+    .await;
+    let mut entry = vec![
+        json!({"resource": kept, "request": {"method": "PUT", "url": "Patient/kept"}}),
+        json!({"resource": {"resourceType": "Patient", "id": "changed", "active": false},
+               "request": {"method": "PUT", "url": "Patient/changed", "ifMatch": "W/\"1\""}}),
+        json!({"resource": {"resourceType": "Patient", "id": "fresh"},
+               "request": {"method": "PUT", "url": "Patient/fresh"}}),
+    ];
+    for i in 0..20 {
+        entry.push(json!({
+            "resource": {"resourceType": "Observation", "status": "final",
+                         "code": {"coding": [{"system": "http://loinc.org", "code": "8867-4"}]},
+                         "subject": {"reference": "Patient/changed"},
+                         "valueQuantity": {"value": i}},
+            "request": {"method": "POST", "url": "Observation"}}));
+    }
+    let r = app
+        .post(
+            "",
+            &json!({"resourceType": "Bundle", "type": "transaction", "entry": entry}),
+        )
+        .await;
+    assert_eq!(r.status, 200, "{}", r.text);
+    let resp = r.json();
+    let entries = resp["entry"].as_array().unwrap();
+    assert_eq!(entries.len(), 23);
+    let status = |i: usize| {
+        entries[i]["response"]["status"]
+            .as_str()
+            .unwrap()
+            .to_string()
+    };
+    let etag = |i: usize| entries[i]["response"]["etag"].as_str().unwrap().to_string();
+    assert_eq!(
+        (status(0), etag(0)),
+        ("200".into(), "W/\"1\"".into()),
+        "unchanged"
+    );
+    assert_eq!(
+        (status(1), etag(1)),
+        ("200".into(), "W/\"2\"".into()),
+        "updated"
+    );
+    assert_eq!(
+        (status(2), etag(2)),
+        ("201".into(), "W/\"1\"".into()),
+        "created by PUT"
+    );
+    assert!((3..23).all(|i| status(i) == "201"));
+    assert_eq!(app.get("Patient/changed").await.json()["active"], false);
+    assert_eq!(
+        app.get("Patient/kept/_history").await.json()["entry"]
+            .as_array()
+            .map(Vec::len),
+        Some(1),
+        "an unchanged update stores no version"
+    );
+    let found = app
+        .get("Observation?subject=Patient/changed&code=http://loinc.org|8867-4&_summary=count")
+        .await;
+    assert_eq!(found.json()["total"], 20, "{}", found.text);
+}
+both_backends!(transaction_writes_many_resources_at_once);
 
 async fn batch_reports_each_entry(backend: Backend) {
     let app = spawn(backend).await;
