@@ -332,9 +332,13 @@ impl AuthServer {
                 claims
             }
         };
-        match self.store.auth_get(grant::REVOKED_KIND, &claims.jti).await {
-            Ok(None) => Ok(claims),
-            Ok(Some(_)) => Err(BearerError::Invalid("the token has been revoked".into())),
+        match self
+            .store
+            .auth_exists(grant::REVOKED_KIND, &claims.jti)
+            .await
+        {
+            Ok(false) => Ok(claims),
+            Ok(true) => Err(BearerError::Invalid("the token has been revoked".into())),
             Err(e) => {
                 tracing::error!(
                     kind = "store",

@@ -65,6 +65,23 @@ impl Store {
         Ok(n == 1)
     }
 
+    /// Whether a record exists, read through the read pool: a new read sees
+    /// every commit made before it starts (WAL), so a revocation is seen by
+    /// the next request, and the per-request check does not queue behind
+    /// the single writer connection (where audit records are committed).
+    pub async fn auth_exists(&self, kind: &str, key: &str) -> StoreResult<bool> {
+        let sql = "SELECT 1 FROM auth_state WHERE kind = $1 AND key = $2";
+        let found = super::with_db!(&self.db, pool => {
+            sqlx::query(sql)
+                .bind(kind)
+                .bind(key)
+                .fetch_optional(pool)
+                .await?
+                .is_some()
+        });
+        Ok(found)
+    }
+
     /// Reads a record (expired ones included; callers check `expires_ms`).
     pub async fn auth_get(&self, kind: &str, key: &str) -> StoreResult<Option<AuthRecord>> {
         let sql =

@@ -86,6 +86,13 @@ impl Store {
     }
 }
 
+/// WAL pages written before SQLite copies them back into the database file
+/// (its default is 1,000). Hot index pages rewritten by many commits are
+/// then copied back once per checkpoint instead of once per 4 MB.
+const WAL_AUTOCHECKPOINT_PAGES: u32 = 10_000;
+/// The WAL file is truncated back to this size after a checkpoint.
+const WAL_SIZE_LIMIT_BYTES: u64 = 64 * 1024 * 1024;
+
 fn sqlite_tuning(connect: SqliteConnectOptions, options: &StoreOptions) -> SqliteConnectOptions {
     connect
         .create_if_missing(true)
@@ -99,6 +106,8 @@ fn sqlite_tuning(connect: SqliteConnectOptions, options: &StoreOptions) -> Sqlit
         .foreign_keys(true)
         .pragma("cache_size", "-65536")
         .pragma("temp_store", "memory")
+        .pragma("wal_autocheckpoint", WAL_AUTOCHECKPOINT_PAGES.to_string())
+        .pragma("journal_size_limit", WAL_SIZE_LIMIT_BYTES.to_string())
 }
 
 async fn open_sqlite(
