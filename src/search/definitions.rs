@@ -61,6 +61,8 @@ pub struct Component {
     pub definition: String,
     /// FHIRPath relative to the composite's focus.
     pub expression: String,
+    /// The component parameter's kind, once the registry has resolved it.
+    pub kind: Option<ParamKind>,
 }
 
 /// A search parameter as it applies to one resource type.
@@ -234,7 +236,33 @@ impl Registry {
                 r.custom += 1;
             }
         }
+        r.resolve_components();
         r
+    }
+
+    /// Fills in each composite component's kind from its definition, once
+    /// every parameter is known (a query's value is read by those kinds).
+    fn resolve_components(&mut self) {
+        let kinds: HashMap<String, ParamKind> = self
+            .by_url
+            .iter()
+            .map(|(url, d)| (url.clone(), d.kind))
+            .collect();
+        let resolve = |def: &mut Arc<ParamDef>| {
+            if def.components.is_empty() {
+                return;
+            }
+            let mut d = (**def).clone();
+            for c in &mut d.components {
+                c.kind = kinds.get(&c.definition).copied();
+            }
+            *def = Arc::new(d);
+        };
+        self.by_type
+            .values_mut()
+            .flat_map(|m| m.values_mut())
+            .for_each(resolve);
+        self.by_url.values_mut().for_each(resolve);
     }
 
     /// How many stored SearchParameters are in force.
@@ -283,6 +311,7 @@ impl Registry {
                 Some(Component {
                     definition: c["definition"].as_str()?.to_string(),
                     expression: c["expression"].as_str()?.to_string(),
+                    kind: None,
                 })
             })
             .collect();

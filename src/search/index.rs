@@ -134,10 +134,11 @@ fn extract_where(reg: &Registry, resource: &Value, wanted: impl Fn(&str) -> bool
     rows
 }
 
-/// A composite value: every key of the first component paired with every
-/// key or range of the second, for the `i`-th focus element. (Components are
-/// evaluated as `(focus)[i].select(component)` so that the focus keeps its
-/// type, which choice elements such as `value[x]` need.)
+/// A composite value: every value of the first component paired with every
+/// value or range of the second, for the `i`-th focus element, one row per
+/// pair. (Components are evaluated as `(focus)[i].select(component)` so
+/// that the focus keeps its type, which choice elements such as `value[x]`
+/// need.)
 fn composite_rows(ex: &Extractor, resource: &Value, i: usize, rows: &mut IndexRows) {
     let mut subs = Vec::with_capacity(2);
     for (cdef, ctext) in &ex.components {
@@ -159,61 +160,101 @@ fn composite_rows(ex: &Extractor, resource: &Value, i: usize, rows: &mut IndexRo
         return;
     };
     let firsts = text_keys(first);
-    // (second_key, low, high)
-    let mut seconds: Vec<(Option<String>, Option<f64>, Option<f64>)> = text_keys(second)
+    let mut seconds: Vec<SecondValue> = text_keys(second)
         .into_iter()
-        .map(|k| (Some(k), None, None))
+        .map(|k| SecondValue {
+            key: Some(k.key),
+            code: Some(k.code),
+            low: None,
+            high: None,
+        })
         .collect();
     for q in &second.quantities {
-        for key in quantity_keys(q.system.as_deref(), q.code.as_deref()) {
-            seconds.push((Some(key), Some(q.low), Some(q.high)));
-        }
+        let unit = unit_key(q.system.as_deref(), q.code.as_deref());
+        seconds.push(SecondValue {
+            key: unit.as_ref().map(|u| u.key.clone()),
+            code: unit.map(|u| u.code),
+            low: Some(q.low),
+            high: Some(q.high),
+        });
     }
     for d in &second.dates {
-        seconds.push((None, Some(d.low_ms as f64), Some(d.high_ms as f64)));
+        seconds.push(SecondValue {
+            key: None,
+            code: None,
+            low: Some(d.low_ms as f64),
+            high: Some(d.high_ms as f64),
+        });
     }
     for f in &firsts {
-        for (key, low, high) in &seconds {
+        for s in &seconds {
             rows.composites.push(CompositeRow {
                 param: ex.def.code.clone(),
-                first_key: f.clone(),
-                second_key: key.clone(),
-                second_low: *low,
-                second_high: *high,
+                first_key: f.key.clone(),
+                first_code: f.code.clone(),
+                second_key: s.key.clone(),
+                second_code: s.code.clone(),
+                second_low: s.low,
+                second_high: s.high,
             });
         }
     }
 }
 
-/// How a quantity's unit may be searched: `system|code`, `|code`-less `code`, or none.
-pub fn quantity_keys(system: Option<&str>, code: Option<&str>) -> Vec<String> {
-    let mut keys = vec![String::new()];
-    if let Some(c) = code {
-        keys.push(c.to_string());
-        if let Some(s) = system {
-            keys.push(format!("{s}|{c}"));
-        }
-    }
-    keys
+/// The second component of a composite row.
+struct SecondValue {
+    key: Option<String>,
+    code: Option<String>,
+    low: Option<f64>,
+    high: Option<f64>,
 }
 
-/// The keys a token, string or reference component is matched by.
-fn text_keys(sub: &IndexRows) -> Vec<String> {
+/// How a component value is matched: by its most specific key
+/// (`system|code`, or the value itself) or, without a system, by its code.
+struct ComponentKey {
+    key: String,
+    code: String,
+}
+
+/// A quantity unit as a composite component: none without a unit code.
+fn unit_key(system: Option<&str>, code: Option<&str>) -> Option<ComponentKey> {
+    let code = code?;
+    Some(ComponentKey {
+        key: match system {
+            Some(s) => format!("{s}|{code}"),
+            None => code.to_string(),
+        },
+        code: code.to_string(),
+    })
+}
+
+/// The values of a token, string or reference component.
+fn text_keys(sub: &IndexRows) -> Vec<ComponentKey> {
     let mut keys = Vec::new();
     for t in &sub.tokens {
         if let Some(code) = &t.code {
-            if let Some(system) = &t.system {
-                keys.push(format!("{system}|{code}"));
-            }
-            keys.push(code.clone());
+            keys.push(ComponentKey {
+                key: match &t.system {
+                    Some(system) => format!("{system}|{code}"),
+                    None => code.clone(),
+                },
+                code: code.clone(),
+            });
         }
     }
     for s in &sub.strings {
-        keys.push(s.value_norm.clone());
+        keys.push(ComponentKey {
+            key: s.value_norm.clone(),
+            code: s.value_norm.clone(),
+        });
     }
     for r in &sub.references {
         if let (Some(t), Some(id)) = (&r.target_type, &r.target_id) {
-            keys.push(format!("{t}/{id}"));
+            let key = format!("{t}/{id}");
+            keys.push(ComponentKey {
+                key: key.clone(),
+                code: key,
+            });
         }
     }
     keys

@@ -4,7 +4,7 @@
 //! each index table is entered through its (res_type, param, value) index.
 
 use super::dates;
-use super::definitions::ParamKind;
+use super::definitions::{ParamDef, ParamKind};
 use super::query::{Clause, Modifier};
 use super::values::{parse_decimal, parse_quantity, parse_token, unescape, Prefix};
 use crate::fhir::instant::now_ms;
@@ -139,7 +139,7 @@ pub fn clause(sql: &mut Sql, res_type: &str, r: &str, c: &Clause) -> Result<Stri
             def,
             modifier,
             values,
-        } => param(sql, res_type, r, &def.code, def.kind, modifier, values),
+        } => param(sql, res_type, r, def, modifier, values),
         Clause::Chain { def, target, inner } => {
             let t = type_expr(sql, res_type, r);
             let (p, tt) = (sql.text(&def.code), sql.text(target));
@@ -185,11 +185,11 @@ fn param(
     sql: &mut Sql,
     res_type: &str,
     r: &str,
-    code: &str,
-    kind: ParamKind,
+    def: &ParamDef,
     modifier: &Modifier,
     values: &[String],
 ) -> Result<String, ServiceError> {
+    let (code, kind) = (def.code.as_str(), def.kind);
     // Specials answered from the resources table itself.
     if code == "_id" {
         let marks: Vec<String> = values.iter().map(|v| sql.text(&unescape(v))).collect();
@@ -268,7 +268,7 @@ fn param(
     }
     let mut ors = Vec::with_capacity(values.len());
     for v in values {
-        ors.push(value_cond(sql, code, kind, modifier, v)?);
+        ors.push(value_cond(sql, def, modifier, v)?);
     }
     let cond = ors.join(" OR ");
     Ok(member(Some(&cond), *modifier == Modifier::Not))
@@ -303,7 +303,7 @@ pub fn probe(
     let (rt, p) = (sql.text(res_type), sql.text(&def.code));
     let mut ors = Vec::new();
     for v in values {
-        ors.push(value_cond(&mut sql, &def.code, def.kind, modifier, v)?);
+        ors.push(value_cond(&mut sql, def, modifier, v)?);
     }
     let limit = sql.bind(Bind::Int(cap));
     Ok(Some((
@@ -318,12 +318,12 @@ pub fn probe(
 
 fn value_cond(
     sql: &mut Sql,
-    name: &str,
-    kind: ParamKind,
+    def: &ParamDef,
     modifier: &Modifier,
     v: &str,
 ) -> Result<String, ServiceError> {
-    Ok(match kind {
+    let name = def.code.as_str();
+    Ok(match def.kind {
         ParamKind::String => {
             let norm = super::normalize::fold(&unescape(v));
             if name == "_text" || name == "_content" {
@@ -393,7 +393,9 @@ fn value_cond(
                 m => return Err(bad(name, format!("modifier {m:?} does not apply to uris"))),
             }
         }
-        ParamKind::Composite => composite_cond(sql, name, v)?,
+        ParamKind::Composite => {
+            composite_cond(sql, name, def.components.get(1).and_then(|c| c.kind), v)?
+        }
         ParamKind::Special => {
             return Err(ServiceError::not_supported(format!(
                 "search parameter '{name}' (special) is not supported"
@@ -403,44 +405,66 @@ fn value_cond(
 }
 
 /// `first$second`: the first component by key; the second by key, or by
-/// range when it is a number/quantity (`gt130|system|code`) or a date.
-fn composite_cond(sql: &mut Sql, name: &str, v: &str) -> Result<String, ServiceError> {
+/// range when it is a number/quantity (`gt130|system|code`) or a date, as
+/// the second component's kind says (guessed from the value when unknown).
+fn composite_cond(
+    sql: &mut Sql,
+    name: &str,
+    second_kind: Option<ParamKind>,
+    v: &str,
+) -> Result<String, ServiceError> {
     let parts = super::values::split_escaped_keep(v, '$');
     let [first, second] = parts.as_slice() else {
         return Err(bad(name, "a composite value has two parts joined by '$'"));
     };
-    let first_key = {
+    // A key with a system matches the most specific key; a bare code (or a
+    // string or reference) matches the code column.
+    let mut cond = {
         let t = parse_token(first);
         match (t.system, t.code) {
-            (Some(s), Some(c)) if !s.is_empty() => format!("{s}|{c}"),
-            (_, Some(c)) => c,
+            (Some(s), Some(c)) if !s.is_empty() => {
+                format!("x.first_key = {}", sql.text(&format!("{s}|{c}")))
+            }
+            (_, Some(c)) => format!("x.first_code = {}", sql.text(&c)),
             _ => return Err(bad(name, "the first component needs a code")),
         }
     };
-    let mut cond = format!("x.first_key = {}", sql.text(&first_key));
     let (_, rest) = Prefix::split(second);
     let number_part = rest.split('|').next().unwrap_or("");
-    if let Some(q) = parse_quantity(second).filter(|_| parse_decimal(number_part).is_some()) {
-        let key = match (&q.system, &q.code) {
-            (Some(s), Some(c)) => format!("{s}|{c}"),
-            (None, Some(c)) => c.clone(),
-            _ => String::new(),
-        };
+    let ranged = matches!(
+        second_kind,
+        None | Some(ParamKind::Quantity | ParamKind::Number)
+    );
+    let dated = matches!(second_kind, None | Some(ParamKind::Date));
+    if let Some(q) =
+        parse_quantity(second).filter(|_| ranged && parse_decimal(number_part).is_some())
+    {
         let num = number_cond(sql, q.prefix, q.number.value, q.number.half_width)
             .replace("x.low", "x.second_low")
             .replace("x.high", "x.second_high");
-        cond = format!("{cond} AND x.second_key = {} AND {num}", sql.text(&key));
-    } else if dates::range(rest).is_some() {
+        let unit = match (&q.system, &q.code) {
+            (Some(s), Some(c)) => format!(" AND x.second_key = {}", sql.text(&format!("{s}|{c}"))),
+            (None, Some(c)) => format!(" AND x.second_code = {}", sql.text(c)),
+            _ => String::new(),
+        };
+        cond = format!("{cond}{unit} AND {num}");
+    } else if second_kind.is_some() && ranged {
+        return Err(bad(name, "the second component needs a number or quantity"));
+    } else if dated && dates::range(rest).is_some() {
         let d = date_cond(sql, name, "x.second_low", "x.second_high", second)?;
         cond = format!("{cond} AND {d}");
+    } else if second_kind == Some(ParamKind::Date) {
+        return Err(bad(name, "the second component needs a date"));
     } else {
         let t = parse_token(second);
-        let key = match (t.system, t.code) {
-            (Some(s), Some(c)) if !s.is_empty() => format!("{s}|{c}"),
-            (_, Some(c)) => c,
+        let second = match (t.system, t.code) {
+            (Some(s), Some(c)) if !s.is_empty() => {
+                format!("x.second_key = {}", sql.text(&format!("{s}|{c}")))
+            }
+            (_, Some(c)) => format!("x.second_code = {}", sql.text(&c)),
             _ => return Err(bad(name, "the second component needs a value")),
         };
-        cond = format!("{cond} AND x.second_key = {}", sql.text(&key));
+        cond = format!("{cond} AND {second}");
     }
     Ok(format!("({cond})"))
 }

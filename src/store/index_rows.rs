@@ -69,11 +69,16 @@ pub struct UriRow {
 #[derive(Debug, Clone, PartialEq)]
 pub struct CompositeRow {
     pub param: String,
-    /// The first component's key (`system|code`, `code`, a folded string, `Type/id`).
+    /// The first component's most specific key (`system|code`, or `code`
+    /// without a system, a folded string, `Type/id`).
     pub first_key: String,
-    /// The second component's key when it is a token, string or reference;
-    /// for a quantity, its `system|code` (or `code`).
+    /// The first component's bare code (what a query without a system matches).
+    pub first_code: String,
+    /// The second component's most specific key when it is a token, string
+    /// or reference; for a quantity, its unit's `system|code` (or `code`).
     pub second_key: Option<String>,
+    /// The second component's bare code (or unit code).
+    pub second_code: Option<String>,
     /// The second component's range when it is a quantity (value) or a date (ms).
     pub second_low: Option<f64>,
     pub second_high: Option<f64>,
@@ -217,7 +222,9 @@ impl IndexRows {
                     "param",
                     "components",
                     "first_key",
+                    "first_code",
                     "second_key",
+                    "second_code",
                     "second_low",
                     "second_high",
                 ],
@@ -227,9 +234,12 @@ impl IndexRows {
                     .map(|r| {
                         vec![
                             t(&r.param),
+                            // Kept for the column's NOT NULL; no query reads it.
+                            t(""),
                             t(&r.first_key),
-                            t(&r.first_key),
+                            t(&r.first_code),
                             ot(&r.second_key),
+                            ot(&r.second_code),
                             Cell::OptReal(r.second_low),
                             Cell::OptReal(r.second_high),
                         ]

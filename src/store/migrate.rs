@@ -61,6 +61,11 @@ pub fn migrator(backend: Backend) -> Migrator {
                 "audit trail",
                 include_str!("../../migrations/sqlite/0008_audit.sql"),
             ),
+            migration(
+                9,
+                "composite codes",
+                include_str!("../../migrations/sqlite/0009_composite_codes.sql"),
+            ),
         ],
         Backend::Postgres => vec![
             migration(
@@ -107,6 +112,11 @@ pub fn migrator(backend: Backend) -> Migrator {
                 9,
                 "audit trail",
                 include_str!("../../migrations/postgres/0009_audit.sql"),
+            ),
+            migration(
+                10,
+                "composite codes",
+                include_str!("../../migrations/postgres/0010_composite_codes.sql"),
             ),
         ],
     };
