@@ -40,11 +40,14 @@ if [ ! -e "$work/imported-$backend" ]; then
     touch "$work/imported-$backend"
 fi
 port=$(free_port)
-VESTA_INSECURE_OPEN=1 "$VESTA_BIN" serve --addr "127.0.0.1:$port" "${store[@]}" >"$work/serve.log" 2>&1 &
+"$VESTA_BIN" serve --addr "127.0.0.1:$port" "${store[@]}" >"$work/serve.log" 2>&1 &
 pid=$!
 trap 'kill $pid 2>/dev/null || true' EXIT
 wait_ready "$port"
-python3 "$here/search_queries.py" --base "http://127.0.0.1:$port/fhir" --runs "$RUNS"
+# A system token, as a backend client would hold: every query is
+# authorised, Consent-checked and audited as in production.
+token=$("$VESTA_BIN" token "${store[@]}" --addr "127.0.0.1:$port" --client bench-search --scopes 'system/*.rs')
+python3 "$here/search_queries.py" --base "http://127.0.0.1:$port/fhir" --runs "$RUNS" --token "$token"
 echo "# server RSS after the queries: $(ps -o rss= -p $pid | awk '{printf "%.0f MiB", $1/1024}')"
 kill $pid; wait $pid 2>/dev/null || true
 trap - EXIT
