@@ -29,7 +29,7 @@ pub fn include_sql(spec: &IncludeSpec, rids: &[i64]) -> (String, Vec<Bind>) {
     if let Some(t) = &spec.target {
         conds.push(format!("x.target_type = {}", sql.text(t)));
     }
-    let limit = sql.bind(Bind::Int(MAX_INCLUDED as i64 + 1));
+    let limit = sql.limit(MAX_INCLUDED as i64 + 1);
     let text = format!(
         "SELECT DISTINCT r.rid, r.res_type, r.res_id, v.content FROM idx_reference x \
          JOIN resources r ON r.res_type = x.target_type AND r.res_id = x.target_id \
@@ -60,7 +60,7 @@ pub fn revinclude_sql(spec: &IncludeSpec, targets: &[(String, String)]) -> (Stri
     if let Some(p) = &spec.param {
         conds.push(format!("x.param = {}", sql.text(p)));
     }
-    let limit = sql.bind(Bind::Int(MAX_INCLUDED as i64 + 1));
+    let limit = sql.limit(MAX_INCLUDED as i64 + 1);
     let text = format!(
         "SELECT DISTINCT r.rid, r.res_type, r.res_id, v.content FROM idx_reference x \
          JOIN resources r ON r.rid = x.rid \

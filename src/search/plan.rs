@@ -528,7 +528,7 @@ impl SearchPlan {
             })
             .collect();
         order.push(format!("q.rid {}", if backwards { "DESC" } else { "ASC" }));
-        let limit = sql.bind(Bind::Int(self.count as i64 + 1));
+        let limit = sql.limit(self.count as i64 + 1);
         let text = format!(
             "SELECT q.rid, q.res_type, q.res_id, v.content{key_text} FROM \
              (SELECT r.rid, r.res_type, r.res_id, r.version{key_cols} FROM resources r WHERE {where_sql}) q \
@@ -579,7 +579,7 @@ impl SearchPlan {
             None => "1 = 1".into(),
         };
         let dir = if backwards { "DESC" } else { "ASC" };
-        let limit = sql.bind(Bind::Int(self.count as i64 + 1));
+        let limit = sql.limit(self.count as i64 + 1);
         let text = format!(
             "SELECT q.rid, q.res_type, q.res_id, v.content FROM \
              (SELECT x.rid AS rid FROM {table} x JOIN resources r ON r.rid = x.rid \
@@ -653,7 +653,7 @@ impl SearchPlan {
                 format!("(x.{col} {key_op} {kb} OR (x.{col} = {kb} AND x.rid {rid_op} {rb}))")
             }
         };
-        let limit = sql.bind(Bind::Int(self.count as i64 + 1));
+        let limit = sql.limit(self.count as i64 + 1);
         let text = format!(
             "SELECT q.rid, q.res_type, q.res_id, v.content, CAST(d.k AS TEXT) FROM \
              (SELECT x.rid AS rid, x.{col} AS k FROM idx_date x JOIN resources r ON r.rid = x.rid \

@@ -81,6 +81,14 @@ impl Sql {
     pub fn text(&mut self, s: &str) -> String {
         self.bind(Bind::Text(s.to_string()))
     }
+
+    /// A row limit, written as a literal rather than bound: SQLite re-plans a
+    /// statement on every execution when its `LIMIT` is a bound parameter
+    /// (the planner reads the bound value, so each new binding expires the
+    /// prepared statement). The value is an integer the server computed.
+    pub fn limit(&self, n: i64) -> String {
+        n.max(0).to_string()
+    }
 }
 
 fn bad(name: &str, message: impl Into<String>) -> ServiceError {
@@ -305,7 +313,7 @@ pub fn probe(
     for v in values {
         ors.push(value_cond(&mut sql, def, modifier, v)?);
     }
-    let limit = sql.bind(Bind::Int(cap));
+    let limit = sql.limit(cap);
     Ok(Some((
         format!(
             "SELECT COUNT(*) FROM (SELECT 1 FROM {} x WHERE x.res_type = {rt} AND x.param = {p} AND ({}) LIMIT {limit}) n",

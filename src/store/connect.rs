@@ -124,10 +124,31 @@ async fn open_sqlite(
     migrate::migrator(super::Backend::Sqlite)
         .run(&write)
         .await?;
+    drop_resource_samples(&write).await?;
     let read = SqlitePoolOptions::new()
         .max_connections(options.max_connections.max(1))
         .acquire_timeout(acquire)
         .connect_with(connect.read_only(true))
         .await?;
     Ok(Db::Sqlite { read, write })
+}
+
+/// Removes SQLite's STAT4 samples of the `resources` table (its `sqlite_stat1`
+/// averages stay). With samples, the planner re-plans a point read on every
+/// execution (each new `res_type`/`res_id` binding expires the statement),
+/// and for a page of one type in row order it prefers scanning every
+/// resource over the `(res_type, rid)` index, because the samples say how
+/// many rows a type has but not that bulk-loaded rows of a type sit together
+/// (1,000,000 resources: 43 ms instead of 15 ms for a date-range page).
+pub(super) async fn drop_resource_samples(write: &sqlx::SqlitePool) -> StoreResult<()> {
+    let has_stat4: Option<i64> =
+        sqlx::query_scalar("SELECT 1 FROM sqlite_schema WHERE name = 'sqlite_stat4'")
+            .fetch_optional(write)
+            .await?;
+    if has_stat4.is_some() {
+        sqlx::query("DELETE FROM sqlite_stat4 WHERE tbl = 'resources'")
+            .execute(write)
+            .await?;
+    }
+    Ok(())
 }

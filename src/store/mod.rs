@@ -153,6 +153,7 @@ impl Store {
                 sqlx::query("PRAGMA optimize=0x10002")
                     .execute(write)
                     .await?;
+                connect::drop_resource_samples(write).await?;
             }
             Db::Postgres(pool) => {
                 sqlx::query("ANALYZE").execute(pool).await?;

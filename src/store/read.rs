@@ -117,7 +117,8 @@ impl Store {
         if before_vid.is_some() {
             sql.push_str(&format!(" AND v.vid < {}", next()));
         }
-        sql.push_str(&format!(" ORDER BY v.vid DESC LIMIT {}", next()));
+        // A literal LIMIT: a bound one makes SQLite re-plan on every execution.
+        sql.push_str(&format!(" ORDER BY v.vid DESC LIMIT {}", limit.max(0)));
         let rows = with_db!(&self.db, pool => {
             let mut q = sqlx::query(AssertSqlSafe(sql));
             match scope {
@@ -131,8 +132,7 @@ impl Store {
             if let Some(b) = before_vid {
                 q = q.bind(b);
             }
-            q.bind(limit)
-                .fetch_all(pool)
+            q.fetch_all(pool)
                 .await?
                 .into_iter()
                 .map(|row| -> Result<HistoryEntry, sqlx::Error> {

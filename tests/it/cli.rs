@@ -65,6 +65,32 @@ async fn import_is_idempotent(backend: Backend) {
         "{second}"
     );
     assert!(second.contains("resources/s"));
+    if settings.database_url.is_none() {
+        // The import refreshed the planner's statistics, keeping averages
+        // but no STAT4 samples for `resources` (see store::connect).
+        use sqlx::Connection;
+        let path = dir.path().join("vesta.db");
+        let mut c = sqlx::SqliteConnection::connect(&format!("sqlite://{}", path.display()))
+            .await
+            .unwrap();
+        let averages: i64 =
+            sqlx::query_scalar("SELECT count(*) FROM sqlite_stat1 WHERE tbl = 'resources'")
+                .fetch_one(&mut c)
+                .await
+                .unwrap();
+        let samples: i64 =
+            sqlx::query_scalar("SELECT count(*) FROM sqlite_stat4 WHERE tbl = 'resources'")
+                .fetch_one(&mut c)
+                .await
+                .unwrap();
+        assert!(averages > 0, "ANALYZE ran");
+        assert_eq!(samples, 0);
+        let other: i64 = sqlx::query_scalar("SELECT count(*) FROM sqlite_stat4")
+            .fetch_one(&mut c)
+            .await
+            .unwrap();
+        assert!(other > 0, "other tables keep their samples");
+    }
     // An invalid line is reported and counted, and the command fails.
     std::fs::write(&ndjson, "{\"resourceType\":\"Patient\",\"bogus\":1}\n").unwrap();
     let mut cmd = vesta();
