@@ -78,6 +78,10 @@ pub struct SearchPlan {
     /// Walk candidates in row order and probe each clause (`EXISTS`), for
     /// clauses that match too much to collect (decided by the service's probe).
     pub scan: bool,
+    /// Clauses (by position) that match too much to collect while another
+    /// clause is selective: the selective ones are collected and these are
+    /// probed per candidate row (`EXISTS`) instead of being collected whole.
+    pub probed: Vec<usize>,
     /// Parameters that were not understood (reported in the outcome).
     pub ignored: Vec<String>,
     /// The parameters to repeat in paging links (filters and controls).
@@ -231,6 +235,7 @@ impl SearchPlan {
             clauses: vec![],
             compartment: None,
             scan: false,
+            probed: vec![],
             sort: vec![],
             count: default_count,
             cursor: None,
@@ -393,7 +398,11 @@ impl SearchPlan {
         };
         for (i, (_, c)) in self.clauses.iter().enumerate() {
             if Some(i) != skip {
-                conds.push(clause(sql, t, "r", c)?);
+                let correlated = sql.correlated;
+                sql.correlated |= self.probed.contains(&i);
+                let cond = clause(sql, t, "r", c);
+                sql.correlated = correlated;
+                conds.push(cond?);
             }
         }
         if let Some(c) = &self.compartment {

@@ -451,22 +451,33 @@ impl FhirService {
     }
 
     /// Without a driving clause, a clause that matches a large share of the
-    /// type is cheaper to test per row (walking rows in order, stopping at the
-    /// page) than to collect whole.
+    /// type is cheaper to test per row than to collect whole: when every
+    /// clause is that broad, rows are walked in order (stopping at the page);
+    /// when some clause is selective, it is collected and the broad ones are
+    /// probed per candidate.
     async fn choose_scan(&self, plan: &mut SearchPlan) -> ServiceResult<()> {
         if !plan.wants_probe() {
             return Ok(());
         }
         let cap = SCAN_PROBE_ROWS;
-        for (_, c) in &plan.clauses {
-            if let Some((sql, binds)) = crate::search::sql::probe(&plan.types[0], c, cap)? {
-                if self.store.count(sql, &binds).await? < cap {
-                    // One selective clause is enough to collect.
-                    return Ok(());
-                }
+        let mut broad = Vec::new();
+        let mut selective = false;
+        for (i, (_, c)) in plan.clauses.iter().enumerate() {
+            let matches = match crate::search::sql::probe(&plan.types[0], c, cap)? {
+                Some((sql, binds)) => Some(self.store.count(sql, &binds).await?),
+                None => None,
+            };
+            match matches {
+                Some(n) if n >= cap => broad.push(i),
+                // Small, or of a kind not counted: collected.
+                _ => selective = true,
             }
         }
-        plan.scan = true;
+        if selective {
+            plan.probed = broad;
+        } else {
+            plan.scan = true;
+        }
         Ok(())
     }
 
