@@ -170,7 +170,10 @@ fn composite_rows(ex: &Extractor, resource: &Value, i: usize, rows: &mut IndexRo
         })
         .collect();
     for q in &second.quantities {
-        let unit = unit_key(q.system.as_deref(), q.code.as_deref());
+        let unit = q
+            .code
+            .as_deref()
+            .map(|c| ComponentKey::coded(q.system.as_deref(), c));
         seconds.push(SecondValue {
             key: unit.as_ref().map(|u| u.key.clone()),
             code: unit.map(|u| u.code),
@@ -216,16 +219,25 @@ struct ComponentKey {
     code: String,
 }
 
-/// A quantity unit as a composite component: none without a unit code.
-fn unit_key(system: Option<&str>, code: Option<&str>) -> Option<ComponentKey> {
-    let code = code?;
-    Some(ComponentKey {
-        key: match system {
-            Some(s) => format!("{s}|{code}"),
-            None => code.to_string(),
-        },
-        code: code.to_string(),
-    })
+impl ComponentKey {
+    /// `system|code` as the key when there is a system, else the code alone.
+    fn coded(system: Option<&str>, code: &str) -> ComponentKey {
+        ComponentKey {
+            key: match system {
+                Some(s) => format!("{s}|{code}"),
+                None => code.to_string(),
+            },
+            code: code.to_string(),
+        }
+    }
+
+    /// A value matched whole (a string or a reference).
+    fn whole(value: String) -> ComponentKey {
+        ComponentKey {
+            key: value.clone(),
+            code: value,
+        }
+    }
 }
 
 /// The values of a token, string or reference component.
@@ -233,28 +245,15 @@ fn text_keys(sub: &IndexRows) -> Vec<ComponentKey> {
     let mut keys = Vec::new();
     for t in &sub.tokens {
         if let Some(code) = &t.code {
-            keys.push(ComponentKey {
-                key: match &t.system {
-                    Some(system) => format!("{system}|{code}"),
-                    None => code.clone(),
-                },
-                code: code.clone(),
-            });
+            keys.push(ComponentKey::coded(t.system.as_deref(), code));
         }
     }
     for s in &sub.strings {
-        keys.push(ComponentKey {
-            key: s.value_norm.clone(),
-            code: s.value_norm.clone(),
-        });
+        keys.push(ComponentKey::whole(s.value_norm.clone()));
     }
     for r in &sub.references {
         if let (Some(t), Some(id)) = (&r.target_type, &r.target_id) {
-            let key = format!("{t}/{id}");
-            keys.push(ComponentKey {
-                key: key.clone(),
-                code: key,
-            });
+            keys.push(ComponentKey::whole(format!("{t}/{id}")));
         }
     }
     keys

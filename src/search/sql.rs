@@ -425,18 +425,11 @@ fn composite_cond(
     let [first, second] = parts.as_slice() else {
         return Err(bad(name, "a composite value has two parts joined by '$'"));
     };
-    // A key with a system matches the most specific key; a bare code (or a
-    // string or reference) matches the code column.
-    let mut cond = {
-        let t = parse_token(first);
-        match (t.system, t.code) {
-            (Some(s), Some(c)) if !s.is_empty() => {
-                format!("x.first_key = {}", sql.text(&format!("{s}|{c}")))
-            }
-            (_, Some(c)) => format!("x.first_code = {}", sql.text(&c)),
-            _ => return Err(bad(name, "the first component needs a code")),
-        }
+    let t = parse_token(first);
+    let Some(code) = &t.code else {
+        return Err(bad(name, "the first component needs a code"));
     };
+    let mut cond = component_cond(sql, "first", t.system.as_deref(), code);
     let (_, rest) = Prefix::split(second);
     let number_part = rest.split('|').next().unwrap_or("");
     let ranged = matches!(
@@ -450,10 +443,12 @@ fn composite_cond(
         let num = number_cond(sql, q.prefix, q.number.value, q.number.half_width)
             .replace("x.low", "x.second_low")
             .replace("x.high", "x.second_high");
-        let unit = match (&q.system, &q.code) {
-            (Some(s), Some(c)) => format!(" AND x.second_key = {}", sql.text(&format!("{s}|{c}"))),
-            (None, Some(c)) => format!(" AND x.second_code = {}", sql.text(c)),
-            _ => String::new(),
+        let unit = match &q.code {
+            Some(c) => format!(
+                " AND {}",
+                component_cond(sql, "second", q.system.as_deref(), c)
+            ),
+            None => String::new(),
         };
         cond = format!("{cond}{unit} AND {num}");
     } else if second_kind.is_some() && ranged {
@@ -465,16 +460,23 @@ fn composite_cond(
         return Err(bad(name, "the second component needs a date"));
     } else {
         let t = parse_token(second);
-        let second = match (t.system, t.code) {
-            (Some(s), Some(c)) if !s.is_empty() => {
-                format!("x.second_key = {}", sql.text(&format!("{s}|{c}")))
-            }
-            (_, Some(c)) => format!("x.second_code = {}", sql.text(&c)),
-            _ => return Err(bad(name, "the second component needs a value")),
+        let Some(code) = &t.code else {
+            return Err(bad(name, "the second component needs a value"));
         };
+        let second = component_cond(sql, "second", t.system.as_deref(), code);
         cond = format!("{cond} AND {second}");
     }
     Ok(format!("({cond})"))
+}
+
+/// One composite component (`first` or `second`): with a system, its most
+/// specific key (`system|code`); without one (or with an empty one), its
+/// bare code, which is a string's or a reference's whole value too.
+fn component_cond(sql: &mut Sql, column: &str, system: Option<&str>, code: &str) -> String {
+    match system.filter(|s| !s.is_empty()) {
+        Some(s) => format!("x.{column}_key = {}", sql.text(&format!("{s}|{code}"))),
+        None => format!("x.{column}_code = {}", sql.text(code)),
+    }
 }
 
 fn like_escape(s: &str) -> String {
