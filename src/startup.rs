@@ -219,9 +219,11 @@ impl Application {
             }
         };
         let purger = tokio::spawn(purge_auth_state(self.store.clone()));
+        let watcher = self.store.watch_changes();
         tokio::select! {
             res = &mut server => {
                 purger.abort();
+                watcher.abort();
                 self.store.close().await;
                 return Ok(res??);
             }
@@ -240,6 +242,7 @@ impl Application {
             }
         }
         purger.abort();
+        watcher.abort();
         self.store.close().await;
         tracing::info!("stopped");
         Ok(())

@@ -147,7 +147,7 @@ pub async fn revoke(
     if let Ok(c) = a.verify(token, &a.fhir_base).await {
         if c.client_id == client.client_id
             && a.store()
-                .auth_insert(REVOKED_KIND, &c.jti, "", None, (c.exp + 60) * 1000)
+                .auth_revoke_token(REVOKED_KIND, &c.jti, (c.exp + 60) * 1000)
                 .await
                 .is_err()
         {

@@ -36,10 +36,11 @@ use crate::fhir::instant::now_ms;
 use crate::policy::scope;
 use crate::policy::{Principal, PrincipalKind};
 use crate::service::FhirService;
-use crate::store::Store;
+use crate::store::{Store, Topic};
 use jwt::{AccessClaims, TokenError};
 use keys::KeyRing;
 use smart_config::SmartConfig;
+use verified::Verified;
 
 /// Default access-token lifetime: 15 minutes.
 pub const DEFAULT_ACCESS_TOKEN_TTL_S: i64 = 900;
@@ -319,17 +320,18 @@ impl AuthServer {
             return Err(BearerError::Invalid("the token is too long".into()));
         }
         let now = crate::fhir::instant::now_ms() / 1000;
+        let counter = self.store.change_counter(Topic::Revocation);
         let claims = match self.verified.get(token, audience, now) {
-            Some(claims) => claims,
+            // Found unrevoked, and no token has been revoked anywhere since.
+            Some(v) if counter.is_some() && v.unrevoked_at == counter => return Ok(v.claims),
+            Some(v) => v.claims,
             None => {
                 let mut result = jwt::verify_access(&self.keys(), token, &self.issuer, audience);
                 if result == Err(TokenError::UnknownKey) {
                     self.reload_keys();
                     result = jwt::verify_access(&self.keys(), token, &self.issuer, audience);
                 }
-                let claims = result.map_err(|e| BearerError::Invalid(e.to_string()))?;
-                self.verified.insert(token, audience, claims.clone());
-                claims
+                result.map_err(|e| BearerError::Invalid(e.to_string()))?
             }
         };
         match self
@@ -337,7 +339,16 @@ impl AuthServer {
             .auth_exists(grant::REVOKED_KIND, &claims.jti)
             .await
         {
-            Ok(false) => Ok(claims),
+            Ok(false) => {
+                // The counter was read before the lookup: a revocation
+                // committed since has moved it, so this entry is not used.
+                let entry = Verified {
+                    claims: claims.clone(),
+                    unrevoked_at: counter,
+                };
+                self.verified.insert(token, audience, entry);
+                Ok(claims)
+            }
             Ok(true) => Err(BearerError::Invalid("the token has been revoked".into())),
             Err(e) => {
                 tracing::error!(

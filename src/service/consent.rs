@@ -7,6 +7,7 @@
 //! may not see: a 403 would confirm that it exists.
 
 use std::collections::{HashMap, HashSet};
+use std::sync::Arc;
 
 use serde_json::Value;
 
@@ -16,6 +17,7 @@ use crate::fhir::instant::now_ms;
 use crate::policy::consent::{decide_all, in_force, Access, ConsentVerdict};
 use crate::policy::matching::patients_of;
 use crate::search::plan::{ConsentFilter, SearchPlan};
+use crate::store::Topic;
 
 /// Most in-force Consents read for one request.
 pub const MAX_CONSENTS: usize = 1_000;
@@ -108,19 +110,20 @@ impl FhirService {
         Ok(true)
     }
 
-    /// In-force privacy Consents, by patient id; only those of `patients`
-    /// when given.
-    async fn consents(
+    /// Rows of active privacy Consents (of `patients` when given): at most
+    /// `max` + 1, so that a caller can tell there were more than `max`.
+    async fn consent_rows(
         &self,
         patients: Option<&[String]>,
-    ) -> ServiceResult<HashMap<String, Vec<Value>>> {
+        max: usize,
+    ) -> ServiceResult<Vec<crate::store::SearchRow>> {
         let mut params = vec![
             ("status".to_string(), "active".to_string()),
             ("scope".to_string(), "patient-privacy".to_string()),
         ];
         if let Some(ps) = patients {
             if ps.is_empty() {
-                return Ok(HashMap::new());
+                return Ok(Vec::new());
             }
             params.push((
                 "patient".to_string(),
@@ -132,22 +135,27 @@ impl FhirService {
         }
         let reg = self.registry.get();
         let mut plan = SearchPlan::parse(&reg, vec!["Consent".into()], &params, 1, 1)?;
-        plan.count = MAX_CONSENTS;
+        plan.count = max;
         let (sql, binds, keys) = plan.page_sql(&reg)?;
-        let rows = self.store.search_rows(sql, &binds, keys).await?;
+        Ok(self.store.search_rows(sql, &binds, keys).await?)
+    }
+
+    /// Active privacy Consents (in force or not), by patient id; only those
+    /// of `patients` when given.
+    async fn load_consents(
+        &self,
+        patients: Option<&[String]>,
+    ) -> ServiceResult<HashMap<String, Vec<Value>>> {
+        let rows = self.consent_rows(patients, MAX_CONSENTS).await?;
         if rows.len() > MAX_CONSENTS {
             return Err(ServiceError::too_large(format!(
                 "more than {MAX_CONSENTS} Consents are in force for this request"
             )));
         }
-        let now = now_ms();
         let mut by_patient: HashMap<String, Vec<Value>> = HashMap::new();
         for r in rows {
             let v: Value =
                 serde_json::from_str(&r.content).map_err(|_| ServiceError::internal())?;
-            if !in_force(&v, now) {
-                continue;
-            }
             if let Some(p) = v["patient"]["reference"]
                 .as_str()
                 .and_then(|s| s.strip_prefix("Patient/"))
@@ -156,6 +164,86 @@ impl FhirService {
             }
         }
         Ok(by_patient)
+    }
+
+    /// Active privacy Consents of `patients`, from the cache where they were
+    /// read under the current Consent counter, else from the database.
+    async fn patients_consents(
+        &self,
+        patients: &[String],
+    ) -> ServiceResult<HashMap<String, Arc<Vec<Value>>>> {
+        let Some(counter) = self.store.change_counter(Topic::Consent) else {
+            let loaded = self.load_consents(Some(patients)).await?;
+            return Ok(loaded
+                .into_iter()
+                .map(|(p, cs)| (p, Arc::new(cs)))
+                .collect());
+        };
+        let mut found = HashMap::with_capacity(patients.len());
+        let mut missing = Vec::new();
+        for p in patients {
+            match self.consent_cache.patient(p, counter) {
+                Some(cs) => {
+                    found.insert(p.clone(), cs);
+                }
+                None => missing.push(p.clone()),
+            }
+        }
+        if !missing.is_empty() {
+            let mut loaded = self.load_consents(Some(&missing)).await?;
+            for p in missing {
+                let cs = Arc::new(loaded.remove(&p).unwrap_or_default());
+                self.consent_cache.remember_patient(&p, counter, cs.clone());
+                found.insert(p, cs);
+            }
+        }
+        Ok(found)
+    }
+
+    /// In-force privacy Consents, by patient id; only those of `patients`
+    /// when given.
+    async fn consents(
+        &self,
+        patients: Option<&[String]>,
+    ) -> ServiceResult<HashMap<String, Vec<Value>>> {
+        let now = now_ms();
+        let in_force_only = |cs: &[Value]| -> Vec<Value> {
+            cs.iter().filter(|c| in_force(c, now)).cloned().collect()
+        };
+        let all: Vec<(String, Vec<Value>)> = match patients {
+            Some(ps) => self
+                .patients_consents(ps)
+                .await?
+                .into_iter()
+                .map(|(p, cs)| (p, in_force_only(&cs)))
+                .collect(),
+            None => self
+                .load_consents(None)
+                .await?
+                .into_iter()
+                .map(|(p, cs)| (p, in_force_only(&cs)))
+                .collect(),
+        };
+        Ok(all.into_iter().filter(|(_, cs)| !cs.is_empty()).collect())
+    }
+
+    /// True when Consent cannot hide anything from anyone now: the default
+    /// is to permit and no active privacy Consent exists (known from the
+    /// cache under the current Consent counter, else asked once and
+    /// remembered). `false` whenever that is not known for sure.
+    async fn no_consents_apply(&self) -> ServiceResult<bool> {
+        if self.consent.default != ConsentVerdict::Permit {
+            return Ok(false);
+        }
+        let Some(counter) = self.store.change_counter(Topic::Consent) else {
+            return Ok(false);
+        };
+        if let Some(any) = self.consent_cache.any(counter) {
+            return Ok(!any);
+        }
+        let any = !self.consent_rows(None, 1).await?.is_empty();
+        self.consent_cache.remember_any(counter, any);
+        Ok(!any)
     }
 
     fn access<'a>(
@@ -182,7 +270,7 @@ impl FhirService {
         patients: Option<&[String]>,
     ) -> ServiceResult<ConsentBook> {
         let bypass = ctx.principal.is_open() || self.break_glass(ctx)?;
-        let by_patient = if bypass {
+        let by_patient = if bypass || self.no_consents_apply().await? {
             HashMap::new()
         } else {
             self.consents(patients).await?
@@ -213,9 +301,21 @@ impl FhirService {
         Ok(book.allows(&reg, ctx, res_type, resource))
     }
 
+    /// False when Consent cannot hide anything from this request (a local
+    /// command, break-glass, or no Consent that could apply), so callers
+    /// need not even parse what they read; refuses a break-glass assertion
+    /// the role may not make.
+    pub(super) async fn consent_may_hide(&self, ctx: &Ctx) -> ServiceResult<bool> {
+        Ok(
+            !(ctx.principal.is_open()
+                || self.break_glass(ctx)?
+                || self.no_consents_apply().await?),
+        )
+    }
+
     /// What a search must leave out for this request.
     pub(super) async fn consent_filter(&self, ctx: &Ctx) -> ServiceResult<Option<ConsentFilter>> {
-        if ctx.principal.is_open() || self.break_glass(ctx)? {
+        if !self.consent_may_hide(ctx).await? {
             return Ok(None);
         }
         let consents = self.consents(None).await?;

@@ -374,7 +374,7 @@ impl FhirService {
         id: &str,
         json: &str,
     ) -> ServiceResult<()> {
-        if ctx.principal.is_open() {
+        if !self.consent_may_hide(ctx).await? {
             return Ok(());
         }
         let v: Value = serde_json::from_str(json).map_err(|_| ServiceError::internal())?;

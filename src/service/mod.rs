@@ -10,6 +10,7 @@ mod audit_query;
 mod bundle;
 mod conditional;
 pub mod consent;
+mod consent_cache;
 mod crud;
 pub mod error;
 mod history;
@@ -194,6 +195,8 @@ pub struct FhirService {
     audit: Arc<crate::audit::AuditLog>,
     /// How patients' Consents are enforced.
     consent: consent::ConsentSettings,
+    /// Consents remembered between requests (see `consent_cache`).
+    consent_cache: Arc<consent_cache::ConsentCache>,
     /// Request budgets per user and backend client, checked by
     /// [`FhirService::handle`] for every door.
     rate_limiter: Option<Arc<crate::guard::RateLimiter>>,
@@ -209,6 +212,7 @@ impl FhirService {
             security: None,
             audit: Arc::new(crate::audit::AuditLog::new(store.clone())),
             consent: consent::ConsentSettings::default(),
+            consent_cache: Arc::default(),
             rate_limiter: None,
             store,
         }

@@ -6,6 +6,8 @@
 
 use sqlx::Row;
 
+use super::changes::Topic;
+use super::write::with_tx;
 use super::{Db, Store, StoreResult};
 use crate::fhir::instant::{now_ms, Millis};
 
@@ -63,6 +65,30 @@ impl Store {
                 .rows_affected()
         });
         Ok(n == 1)
+    }
+
+    /// Records a revoked access token (`kind`, its `jti`) and bumps the
+    /// revocation counter in the same transaction, so that every instance's
+    /// cache of checked tokens learns of it.
+    pub async fn auth_revoke_token(
+        &self,
+        kind: &str,
+        jti: &str,
+        expires_ms: Millis,
+    ) -> StoreResult<()> {
+        let sql = "INSERT INTO auth_state (kind, key, value, family, state, expires_ms) \
+                   VALUES ($1, $2, '', NULL, 0, $3) ON CONFLICT (kind, key) DO NOTHING";
+        let mut tx = self.begin().await?;
+        with_tx!(tx, c, pg => {
+            sqlx::query(sql)
+                .bind(kind)
+                .bind(jti)
+                .bind(expires_ms)
+                .execute(&mut *c)
+                .await?;
+        });
+        tx.touch(Topic::Revocation);
+        tx.commit().await
     }
 
     /// Whether a record exists, read through the read pool: a new read sees

@@ -82,7 +82,10 @@ impl Store {
                 open_sqlite(connect, options, acquire).await?
             }
         };
-        Ok(Store { db })
+        Ok(Store {
+            db,
+            changes: Default::default(),
+        })
     }
 }
 

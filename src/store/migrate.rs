@@ -66,6 +66,11 @@ pub fn migrator(backend: Backend) -> Migrator {
                 "composite codes",
                 include_str!("../../migrations/sqlite/0009_composite_codes.sql"),
             ),
+            migration(
+                10,
+                "change counters",
+                include_str!("../../migrations/sqlite/0010_change_counters.sql"),
+            ),
         ],
         Backend::Postgres => vec![
             migration(
@@ -117,6 +122,11 @@ pub fn migrator(backend: Backend) -> Migrator {
                 10,
                 "composite codes",
                 include_str!("../../migrations/postgres/0010_composite_codes.sql"),
+            ),
+            migration(
+                11,
+                "change counters",
+                include_str!("../../migrations/postgres/0011_change_counters.sql"),
             ),
         ],
     };

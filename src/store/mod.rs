@@ -7,6 +7,7 @@
 
 mod audit;
 mod auth_state;
+mod changes;
 mod connect;
 mod index_rows;
 mod migrate;
@@ -16,6 +17,7 @@ mod write;
 
 pub use audit::{AuditLink, AuditQuery, AuditRow};
 pub use auth_state::{AuthRecord, LIVE, REVOKED, USED};
+pub use changes::{Topic, MAX_STALE_MS, REFRESH_EVERY_MS};
 pub use connect::{Backend, StoreOptions};
 pub use index_rows::{
     CompositeRow, DateRow, FulltextRow, IndexRows, NumberRow, QuantityRow, ReferenceRow, StringRow,
@@ -103,6 +105,8 @@ enum Db {
 #[derive(Clone)]
 pub struct Store {
     db: Db,
+    /// The change counters this instance knows (shared by clones).
+    changes: std::sync::Arc<changes::Changes>,
 }
 
 /// Runs `$body` with `$c` bound to the read pool of whichever backend is in use.
@@ -187,6 +191,6 @@ impl Store {
 
     /// Starts a write transaction.
     pub async fn begin(&self) -> StoreResult<WriteTx> {
-        WriteTx::begin(&self.db).await
+        WriteTx::begin(&self.db, self.changes.clone()).await
     }
 }

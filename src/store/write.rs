@@ -2,9 +2,11 @@
 //! version row, the pointer update and the index rows, committed together.
 
 use std::collections::HashMap;
+use std::sync::Arc;
 
 use sqlx::{AssertSqlSafe, Row};
 
+use super::changes::{Changes, Topic, BUMP};
 use super::index_rows::{Cell, IndexRows, Table, INDEX_TABLES};
 use super::{Current, Db, StoreError, StoreResult};
 use crate::fhir::instant::Millis;
@@ -15,7 +17,15 @@ pub(super) const MAX_BINDS_PER_INSERT: usize = 8_000;
 const MAX_IDS_PER_LOOKUP: usize = 1_000;
 
 /// An open write transaction. Dropping it without [`WriteTx::commit`] rolls back.
-pub enum WriteTx {
+pub struct WriteTx {
+    pub(super) conn: TxConn,
+    /// Counters to bump when this transaction commits.
+    touched: Vec<Topic>,
+    changes: Arc<Changes>,
+}
+
+/// The backend's transaction.
+pub(super) enum TxConn {
     Sqlite(sqlx::Transaction<'static, sqlx::Sqlite>),
     Postgres(sqlx::Transaction<'static, sqlx::Postgres>),
 }
@@ -24,14 +34,14 @@ pub enum WriteTx {
 /// telling whether it is PostgreSQL.
 macro_rules! with_tx {
     ($tx:expr, $c:ident, $pg:ident => $body:expr) => {
-        match $tx {
-            WriteTx::Sqlite(t) => {
+        match &mut $tx.conn {
+            $crate::store::write::TxConn::Sqlite(t) => {
                 let $c = &mut **t;
                 #[allow(unused_variables)]
                 let $pg = false;
                 $body
             }
-            WriteTx::Postgres(t) => {
+            $crate::store::write::TxConn::Postgres(t) => {
                 let $c = &mut **t;
                 #[allow(unused_variables)]
                 let $pg = true;
@@ -70,22 +80,52 @@ const CONTENT: &str = "SELECT content FROM resource_versions WHERE rid = $1 AND 
 
 impl WriteTx {
     pub(super) fn is_pg(&self) -> bool {
-        matches!(self, WriteTx::Postgres(_))
+        matches!(self.conn, TxConn::Postgres(_))
     }
 
-    pub(super) async fn begin(db: &Db) -> StoreResult<WriteTx> {
-        Ok(match db {
+    pub(super) async fn begin(db: &Db, changes: Arc<Changes>) -> StoreResult<WriteTx> {
+        let conn = match db {
             // IMMEDIATE takes the write lock now, so a read-then-write in this
             // transaction never fails on a snapshot another process moved.
-            Db::Sqlite { write, .. } => WriteTx::Sqlite(write.begin_with("BEGIN IMMEDIATE").await?),
-            Db::Postgres(pool) => WriteTx::Postgres(pool.begin().await?),
+            Db::Sqlite { write, .. } => TxConn::Sqlite(write.begin_with("BEGIN IMMEDIATE").await?),
+            Db::Postgres(pool) => TxConn::Postgres(pool.begin().await?),
+        };
+        Ok(WriteTx {
+            conn,
+            touched: Vec::new(),
+            changes,
         })
     }
 
-    pub async fn commit(self) -> StoreResult<()> {
-        match self {
-            WriteTx::Sqlite(t) => t.commit().await?,
-            WriteTx::Postgres(t) => t.commit().await?,
+    /// Marks `topic` as changed by this transaction: its counter is bumped
+    /// when it commits.
+    pub(super) fn touch(&mut self, topic: Topic) {
+        if !self.touched.contains(&topic) {
+            self.touched.push(topic);
+        }
+    }
+
+    /// Commits. The counters of the topics this transaction changed are
+    /// bumped last, just before the commit, so their row locks (PostgreSQL)
+    /// are the last taken and cannot close a cycle with resource locks.
+    pub async fn commit(mut self) -> StoreResult<()> {
+        let mut bumped = Vec::with_capacity(self.touched.len());
+        for topic in std::mem::take(&mut self.touched) {
+            let value: i64 = with_tx!(self, c, pg => {
+                sqlx::query(BUMP)
+                    .bind(topic.as_str())
+                    .fetch_one(&mut *c)
+                    .await?
+                    .try_get(0)?
+            });
+            bumped.push((topic, value));
+        }
+        match self.conn {
+            TxConn::Sqlite(t) => t.commit().await?,
+            TxConn::Postgres(t) => t.commit().await?,
+        }
+        for (topic, value) in bumped {
+            self.changes.observe(topic, value);
         }
         Ok(())
     }
@@ -208,6 +248,9 @@ impl WriteTx {
     /// rows, with a few multi-row statements for the whole batch (bulk
     /// import). Two versions of the same resource must not share a batch.
     pub async fn save_many(&mut self, versions: &[NewVersion<'_>]) -> StoreResult<()> {
+        if versions.iter().any(|v| v.res_type == "Consent") {
+            self.touch(Topic::Consent);
+        }
         // New logical resources get their row (and rid) first.
         let fresh: Vec<&NewVersion> = versions.iter().filter(|v| v.rid.is_none()).collect();
         let mut new_rids: HashMap<(&str, &str), i64> = HashMap::with_capacity(fresh.len());
@@ -282,8 +325,8 @@ impl WriteTx {
         &mut self,
         part: &[&'v NewVersion<'v>],
     ) -> StoreResult<Vec<(i64, &'v NewVersion<'v>)>> {
-        match self {
-            WriteTx::Sqlite(t) => {
+        match &mut self.conn {
+            TxConn::Sqlite(t) => {
                 let last: i64 = sqlx::query_scalar(
                     "SELECT MAX(COALESCE((SELECT seq FROM sqlite_sequence WHERE name = 'resources'), 0), \
                             COALESCE((SELECT MAX(rid) FROM resources), 0))",
@@ -310,7 +353,7 @@ impl WriteTx {
                 q.execute(&mut **t).await.map_err(StoreError::from_write)?;
                 Ok(assigned)
             }
-            WriteTx::Postgres(t) => {
+            TxConn::Postgres(t) => {
                 let sql = format!(
                     "INSERT INTO resources (res_type, res_id, version, last_updated, deleted) \
                      VALUES {} RETURNING rid, res_type, res_id",

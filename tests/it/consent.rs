@@ -9,7 +9,7 @@ use serde_json::{json, Value};
 
 use crate::both_backends;
 use crate::helpers::smart::SmartApp;
-use crate::helpers::{client_with_token, mint, Backend};
+use crate::helpers::{client_with_token, eventually, mint, Backend};
 
 /// Patient p2's Consent: share everything, except the lab Observation,
 /// which only Dr Rita may see.
@@ -245,3 +245,50 @@ async fn opt_in_withholds_patients_without_consent(backend: Backend) {
     );
 }
 both_backends!(opt_in_withholds_patients_without_consent);
+
+/// Consents are cached between requests under a change counter: a Consent
+/// written on one instance hides the resource there at once, and on a second
+/// instance of the same database once it reads the counter (every 250 ms);
+/// deleting the Consent shows the resource again on both.
+async fn consent_changes_reach_every_instance(backend: Backend) {
+    let s = SmartApp::start(backend).await;
+    let app = &s.app;
+    let twin = app.twin().await;
+    let token = mint(
+        &app.settings,
+        &app.base,
+        "vesta-demo-app",
+        "user/*.rs",
+        None,
+        Some("alice"),
+    );
+    let here = Who {
+        client: client_with_token(&token),
+        base: app.base.clone(),
+    };
+    let there = Who {
+        client: client_with_token(&token),
+        base: twin.base.clone(),
+    };
+    // Both instances have read (and cached) "no Consent for p2".
+    for _ in 0..3 {
+        assert_eq!(here.get(LAB).await.0, 200);
+        assert_eq!(there.get(LAB).await.0, 200);
+    }
+    let within = std::time::Duration::from_secs(5);
+    assert_eq!(app.put("Consent/c-p2", &consent_p2()).await.status, 201);
+    assert_eq!(here.get(LAB).await.0, 404, "the writing instance at once");
+    let (status, took) = eventually(within, 404, || async { there.get(LAB).await.0 }).await;
+    assert_eq!(status, 404, "the other instance never saw the Consent");
+    assert!(took < within, "{took:?}");
+    // Searches there leave it out too.
+    assert!(!there
+        .ids("Observation?subject=Patient/p2")
+        .await
+        .contains(&LAB.to_string()));
+    assert_eq!(app.delete("Consent/c-p2").await.status, 204);
+    assert_eq!(here.get(LAB).await.0, 200);
+    let (status, _) = eventually(within, 200, || async { there.get(LAB).await.0 }).await;
+    assert_eq!(status, 200, "the other instance never saw the delete");
+}
+both_backends!(consent_changes_reach_every_instance);

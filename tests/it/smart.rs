@@ -7,7 +7,7 @@ use serde_json::{json, Value};
 
 use crate::both_backends;
 use crate::helpers::smart::{ids, param, pkce, SmartApp, PUBLIC_CLIENT, REDIRECT};
-use crate::helpers::Backend;
+use crate::helpers::{eventually, Backend};
 
 async fn discovery_and_401(backend: Backend) {
     let s = SmartApp::start(backend).await;
@@ -886,3 +886,51 @@ async fn insecure_open_grants_no_registration_rights(backend: Backend) {
     assert_eq!(r.status(), 400, "{}", r.text().await.unwrap());
 }
 both_backends!(insecure_open_grants_no_registration_rights);
+
+/// A revoked access token is refused by the instance that revoked it at
+/// once, and by a second instance of the same database once that one reads
+/// the revocation counter (its cache of checked tokens is then stale).
+async fn revocation_reaches_every_instance(backend: Backend) {
+    let s = SmartApp::start(backend).await;
+    let twin = s.app.twin().await;
+    let t = s
+        .standalone(
+            "alice",
+            "launch/patient patient/*.rs",
+            &[("patient_id", "p1")],
+        )
+        .await;
+    let at = t["access_token"].as_str().unwrap().to_string();
+    let there = |at: String| {
+        let url = format!("{}/Patient/p1", twin.base);
+        let client = s.browser.clone();
+        async move {
+            client
+                .get(url)
+                .bearer_auth(at)
+                .send()
+                .await
+                .unwrap()
+                .status()
+                .as_u16()
+        }
+    };
+    for _ in 0..3 {
+        assert_eq!(s.fhir(&at, "Patient/p1").await.0, 200);
+        assert_eq!(there(at.clone()).await, 200);
+    }
+    let r = s
+        .browser
+        .post(format!("{}/auth/revoke", s.root))
+        .form(&[("token", at.as_str()), ("client_id", PUBLIC_CLIENT)])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    assert_eq!(s.fhir(&at, "Patient/p1").await.0, 401);
+    let within = std::time::Duration::from_secs(5);
+    let (status, took) = eventually(within, 401, || there(at.clone())).await;
+    assert_eq!(status, 401, "the other instance still honours the token");
+    assert!(took < within, "{took:?}");
+}
+both_backends!(revocation_reaches_every_instance);

@@ -95,6 +95,63 @@ pub async fn spawn_with(backend: Backend, adjust: impl FnOnce(&mut Settings)) ->
     }
 }
 
+/// A second instance of a running test server: the same settings (database,
+/// signing keys, smart-config) on its own port, under the first one's public
+/// base URL so that the first one's tokens are valid here.
+pub struct Twin {
+    /// Where the twin listens (`http://127.0.0.1:port/fhir`).
+    pub base: String,
+    shutdown: Option<tokio::sync::oneshot::Sender<()>>,
+}
+
+impl Drop for Twin {
+    fn drop(&mut self) {
+        if let Some(s) = self.shutdown.take() {
+            let _ = s.send(());
+        }
+    }
+}
+
+impl TestApp {
+    /// Starts a [`Twin`] of this server.
+    pub async fn twin(&self) -> Twin {
+        let mut settings = self.settings.clone();
+        settings.addr = "127.0.0.1:0".parse().expect("addr");
+        settings.public_base_url = Some(self.base.clone());
+        let app = Application::build(&settings).await.expect("build twin");
+        let base = format!("http://{}/fhir", app.addr());
+        let (tx, rx) = tokio::sync::oneshot::channel::<()>();
+        tokio::spawn(app.run_until(async move {
+            let _ = rx.await;
+        }));
+        Twin {
+            base,
+            shutdown: Some(tx),
+        }
+    }
+}
+
+/// Polls `probe` every 50 ms until it returns `want` or `within` passes;
+/// returns the last answer and how long it took.
+pub async fn eventually<F, Fut>(
+    within: std::time::Duration,
+    want: u16,
+    probe: F,
+) -> (u16, std::time::Duration)
+where
+    F: Fn() -> Fut,
+    Fut: std::future::Future<Output = u16>,
+{
+    let start = std::time::Instant::now();
+    loop {
+        let got = probe().await;
+        if got == want || start.elapsed() >= within {
+            return (got, start.elapsed());
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+}
+
 /// An HTTP client that sends `token` as a bearer token.
 pub fn client_with_token(token: &str) -> reqwest::Client {
     let mut headers = reqwest::header::HeaderMap::new();
