@@ -82,9 +82,14 @@ impl Store {
                 open_sqlite(connect, options, acquire).await?
             }
         };
+        let stats = std::sync::Arc::new(super::stats::StatsTracker::default());
+        if let Db::Postgres(pool) = &db {
+            stats.analyzed(super::stats::counted_rows(pool).await?);
+        }
         Ok(Store {
             db,
             changes: Default::default(),
+            stats,
         })
     }
 }

@@ -13,6 +13,7 @@ mod index_rows;
 mod migrate;
 mod read;
 mod search;
+mod stats;
 mod write;
 
 pub use audit::{AuditLink, AuditQuery, AuditRow};
@@ -25,6 +26,7 @@ pub use index_rows::{
 };
 pub use read::{HistoryEntry, HistoryScope};
 pub use search::{Bind, SearchRow};
+pub use stats::{ANALYZE_AFTER_MIN, ANALYZE_AFTER_SHARE};
 pub use write::{NewVersion, WriteTx};
 
 use crate::fhir::instant::Millis;
@@ -107,6 +109,8 @@ pub struct Store {
     db: Db,
     /// The change counters this instance knows (shared by clones).
     changes: std::sync::Arc<changes::Changes>,
+    /// Writes since PostgreSQL's last ANALYZE (shared by clones).
+    stats: std::sync::Arc<stats::StatsTracker>,
 }
 
 /// Runs `$body` with `$c` bound to the read pool of whichever backend is in use.
@@ -161,6 +165,7 @@ impl Store {
             }
             Db::Postgres(pool) => {
                 sqlx::query("ANALYZE").execute(pool).await?;
+                self.stats.analyzed(stats::counted_rows(pool).await?);
             }
         }
         Ok(())
@@ -191,6 +196,6 @@ impl Store {
 
     /// Starts a write transaction.
     pub async fn begin(&self) -> StoreResult<WriteTx> {
-        WriteTx::begin(&self.db, self.changes.clone()).await
+        WriteTx::begin(&self.db, self.changes.clone(), self.stats.clone()).await
     }
 }

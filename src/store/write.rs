@@ -8,6 +8,7 @@ use sqlx::{AssertSqlSafe, Row};
 
 use super::changes::{Changes, Topic, BUMP};
 use super::index_rows::{Cell, IndexRows, Table, INDEX_TABLES};
+use super::stats::StatsTracker;
 use super::{Current, Db, StoreError, StoreResult};
 use crate::fhir::instant::Millis;
 
@@ -22,6 +23,11 @@ pub struct WriteTx {
     /// Counters to bump when this transaction commits.
     touched: Vec<Topic>,
     changes: Arc<Changes>,
+    /// Resource versions saved in this transaction.
+    saved: i64,
+    stats: Arc<StatsTracker>,
+    /// PostgreSQL's pool, for an ANALYZE that falls due at commit.
+    pg_pool: Option<sqlx::PgPool>,
 }
 
 /// The backend's transaction.
@@ -83,7 +89,11 @@ impl WriteTx {
         matches!(self.conn, TxConn::Postgres(_))
     }
 
-    pub(super) async fn begin(db: &Db, changes: Arc<Changes>) -> StoreResult<WriteTx> {
+    pub(super) async fn begin(
+        db: &Db,
+        changes: Arc<Changes>,
+        stats: Arc<StatsTracker>,
+    ) -> StoreResult<WriteTx> {
         let conn = match db {
             // IMMEDIATE takes the write lock now, so a read-then-write in this
             // transaction never fails on a snapshot another process moved.
@@ -94,6 +104,12 @@ impl WriteTx {
             conn,
             touched: Vec::new(),
             changes,
+            saved: 0,
+            stats,
+            pg_pool: match db {
+                Db::Postgres(pool) => Some(pool.clone()),
+                Db::Sqlite { .. } => None,
+            },
         })
     }
 
@@ -126,6 +142,12 @@ impl WriteTx {
         }
         for (topic, value) in bumped {
             self.changes.observe(topic, value);
+        }
+        if let Some(pool) = &self.pg_pool {
+            if self.saved > 0 && self.stats.note(self.saved) {
+                let rows = super::stats::analyze(pool).await;
+                self.stats.done(rows);
+            }
         }
         Ok(())
     }
@@ -251,6 +273,7 @@ impl WriteTx {
         if versions.iter().any(|v| v.res_type == "Consent") {
             self.touch(Topic::Consent);
         }
+        self.saved += versions.len() as i64;
         // New logical resources get their row (and rid) first.
         let fresh: Vec<&NewVersion> = versions.iter().filter(|v| v.rid.is_none()).collect();
         let mut new_rids: HashMap<(&str, &str), i64> = HashMap::with_capacity(fresh.len());
