@@ -82,6 +82,12 @@ pub struct SearchPlan {
     /// clause is selective: the selective ones are collected and these are
     /// probed per candidate row (`EXISTS`) instead of being collected whole.
     pub probed: Vec<usize>,
+    /// Walk at most this many of the type's rows (after the cursor) for the
+    /// page: set with probed `_has` clauses, whose matches are usually dense
+    /// among the first rows. A page that comes back short proves nothing
+    /// about the rows beyond, so the service then plans the search again
+    /// without it (collected).
+    pub window: Option<i64>,
     /// Parameters that were not understood (reported in the outcome).
     pub ignored: Vec<String>,
     /// The parameters to repeat in paging links (filters and controls).
@@ -236,6 +242,7 @@ impl SearchPlan {
             compartment: None,
             scan: false,
             probed: vec![],
+            window: None,
             sort: vec![],
             count: default_count,
             cursor: None,
@@ -480,8 +487,26 @@ impl SearchPlan {
         // In a compartment the compartment condition selects few rows; in a
         // scan the clauses match many: either way, probe clauses per row.
         sql.correlated = keys.is_empty() && (self.scan || self.compartment.is_some());
-        let where_sql = self.where_sql(&mut sql)?;
+        let mut where_sql = self.where_sql(&mut sql)?;
         sql.correlated = false;
+        if let Some(w) = self
+            .window
+            .filter(|_| keys.is_empty() && self.types.len() == 1)
+        {
+            let after = match &self.cursor {
+                Some(c) if !c.backwards => c.rid,
+                _ => 0,
+            };
+            let (t, after, limit) = (
+                sql.text(&self.types[0]),
+                sql.bind(Bind::Int(after)),
+                sql.limit(w),
+            );
+            where_sql.push_str(&format!(
+                " AND r.rid > {after} AND r.rid <= COALESCE((SELECT MAX(w.rid) FROM (SELECT w.rid FROM resources w \
+                 WHERE w.res_type = {t} AND w.deleted = 0 AND w.rid > {after} ORDER BY w.rid LIMIT {limit}) w), {after})"
+            ));
+        }
         let key_cols: String = keys
             .iter()
             .enumerate()
@@ -689,6 +714,25 @@ impl SearchPlan {
                 .clauses
                 .iter()
                 .all(|(_, c)| matches!(c, Clause::Param { .. }))
+    }
+
+    /// True when a `_has` clause could be probed per row within a window:
+    /// one type in row order, no compartment, no driving clause, and only
+    /// parameter and `_has` clauses (at least one `_has`).
+    pub fn wants_has_probe(&self) -> bool {
+        self.sort.is_empty()
+            && self.compartment.is_none()
+            && self.types.len() == 1
+            && !self.cursor.as_ref().is_some_and(|c| c.backwards)
+            && !self.clauses.iter().any(|(_, c)| driver(c).is_some())
+            && self
+                .clauses
+                .iter()
+                .all(|(_, c)| matches!(c, Clause::Param { .. } | Clause::Has { .. }))
+            && self
+                .clauses
+                .iter()
+                .any(|(_, c)| matches!(c, Clause::Has { .. }))
     }
 
     /// SQL counting every match.

@@ -116,8 +116,8 @@ fn type_expr(sql: &mut Sql, res_type: &str, r: &str) -> String {
     }
 }
 
-/// The inner clause of a chain or `_has` selects a set of resources, so it is
-/// always collected (`IN`), never probed per row.
+/// The inner clause of a chain, or of a `_has` that is collected, selects a
+/// set of resources: it is collected (`IN`), not probed per row.
 fn inner_clause(
     sql: &mut Sql,
     res_type: &str,
@@ -164,6 +164,17 @@ pub fn clause(sql: &mut Sql, res_type: &str, r: &str, c: &Clause) -> Result<Stri
             let me = type_expr(sql, res_type, r);
             let (s, p) = (sql.text(source), sql.text(&def.code));
             let r2 = format!("{r}h");
+            if sql.correlated {
+                // Probed per candidate: its referrers through the reference
+                // index, each tested per row (the inner clause correlated too).
+                let inner_sql = clause(sql, source, &r2, inner)?;
+                let inner_sql = with_consent(sql, &r2, inner_sql);
+                return Ok(format!(
+                    "EXISTS (SELECT 1 FROM idx_reference x WHERE x.res_type = {s} AND x.param = {p} \
+                     AND x.target_id = {r}.res_id AND x.target_type = {me} AND EXISTS (SELECT 1 FROM resources {r2} \
+                     WHERE {r2}.rid = x.rid AND {r2}.deleted = 0 AND {inner_sql}))"
+                ));
+            }
             let inner_sql = inner_clause(sql, source, &r2, inner)?;
             let inner_sql = with_consent(sql, &r2, inner_sql);
             Ok(format!(

@@ -24,6 +24,12 @@ use crate::store::SearchRow;
 /// A clause matching at least this many index rows makes a search walk rows
 /// in order instead of collecting every match.
 pub const SCAN_PROBE_ROWS: i64 = 2_000;
+/// Referrers (a `_has` clause's inner matches, counted up to this) from
+/// which the `_has` is probed per candidate instead of collected.
+pub const HAS_PROBE_ROWS: i64 = 500;
+/// Rows of the searched type a probed `_has` page walks (after the cursor)
+/// before the search is collected instead.
+pub const HAS_WINDOW_ROWS: i64 = 2_000;
 
 /// What a search runs over.
 #[derive(Debug, Clone, PartialEq)]
@@ -363,6 +369,14 @@ impl FhirService {
         if plan.summary != Summary::Count {
             let (sql, binds, key_count) = plan.page_sql(&self.registry.get())?;
             let mut rows = self.store.search_rows(sql, &binds, key_count).await?;
+            if plan.window.is_some() && rows.len() <= plan.count {
+                // The window held less than a page: what lies beyond it is
+                // unknown, so the page is read again, collected.
+                plan.window = None;
+                plan.probed.clear();
+                let (sql, binds, key_count) = plan.page_sql(&self.registry.get())?;
+                rows = self.store.search_rows(sql, &binds, key_count).await?;
+            }
             // A resource with two equal key rows comes twice, side by side.
             rows.dedup_by_key(|r| r.rid);
             let backwards = plan.cursor.as_ref().is_some_and(|c| c.backwards);
@@ -456,6 +470,9 @@ impl FhirService {
     /// when some clause is selective, it is collected and the broad ones are
     /// probed per candidate.
     async fn choose_scan(&self, plan: &mut SearchPlan) -> ServiceResult<()> {
+        if plan.wants_has_probe() {
+            return self.choose_has_probe(plan).await;
+        }
         if !plan.wants_probe() {
             return Ok(());
         }
@@ -477,6 +494,44 @@ impl FhirService {
             plan.probed = broad;
         } else {
             plan.scan = true;
+        }
+        Ok(())
+    }
+
+    /// A `_has` whose inner clause matches many referrers is cheaper to
+    /// probe per candidate (through the reference index) than to collect:
+    /// collecting reads every referrer and its reference row, probing stops
+    /// at the page. The walk is bounded by a window of rows; the service
+    /// collects instead when the window does not fill the page.
+    async fn choose_has_probe(&self, plan: &mut SearchPlan) -> ServiceResult<()> {
+        let mut probed = Vec::new();
+        for (i, (_, c)) in plan.clauses.iter().enumerate() {
+            let (source, inner) = match c {
+                Clause::Has { source, inner, .. } => (source.as_str(), inner.as_ref()),
+                Clause::Param { .. } => {
+                    let matches =
+                        match crate::search::sql::probe(&plan.types[0], c, SCAN_PROBE_ROWS)? {
+                            Some((sql, binds)) => Some(self.store.count(sql, &binds).await?),
+                            None => None,
+                        };
+                    if matches.is_some_and(|n| n >= SCAN_PROBE_ROWS) {
+                        probed.push(i);
+                    }
+                    continue;
+                }
+                Clause::Chain { .. } => return Ok(()),
+            };
+            let referrers = match crate::search::sql::probe(source, inner, HAS_PROBE_ROWS)? {
+                Some((sql, binds)) => self.store.count(sql, &binds).await?,
+                None => 0,
+            };
+            if referrers >= HAS_PROBE_ROWS {
+                probed.push(i);
+                plan.window = Some(HAS_WINDOW_ROWS);
+            }
+        }
+        if plan.window.is_some() {
+            plan.probed = probed;
         }
         Ok(())
     }

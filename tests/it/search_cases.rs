@@ -285,3 +285,81 @@ async fn broad_and_selective_clauses(backend: Backend) {
     );
 }
 both_backends!(broad_and_selective_clauses);
+
+/// A `_has` with many referrers is probed per candidate within a window of
+/// rows, and collected when the window does not fill the page; either way
+/// every page, the count and the order are those of the collected search.
+async fn has_probed_within_a_window(backend: Backend) {
+    let app = spawn(backend).await;
+    // 2,100 patients (more than the 2,000-row window). Dense: the first 100
+    // have six "hr" Observations each (600 referrers). Sparse: the last 50
+    // have twelve "late" Observations each (600 referrers, all beyond the
+    // window).
+    let mut entry = Vec::new();
+    let put = |entry: &mut Vec<Value>, r: Value| {
+        let url = format!(
+            "{}/{}",
+            r["resourceType"].as_str().unwrap(),
+            r["id"].as_str().unwrap()
+        );
+        entry.push(serde_json::json!({"resource": r, "request": {"method": "PUT", "url": url}}));
+    };
+    for i in 0..2_100 {
+        put(
+            &mut entry,
+            serde_json::json!({"resourceType": "Patient", "id": format!("p{i:04}")}),
+        );
+    }
+    for (code, patients, each) in [("hr", 0..100, 6), ("late", 2_050..2_100, 12)] {
+        for p in patients {
+            for n in 0..each {
+                put(
+                    &mut entry,
+                    serde_json::json!({"resourceType": "Observation",
+                    "id": format!("{code}-{p}-{n}"), "status": "final",
+                    "code": {"coding": [{"system": "http://example.org/c", "code": code}]},
+                    "subject": {"reference": format!("Patient/p{p:04}")}}),
+                );
+            }
+        }
+    }
+    let r = app
+        .post(
+            "",
+            &serde_json::json!({"resourceType": "Bundle", "type": "transaction", "entry": entry}),
+        )
+        .await;
+    assert_eq!(r.status, 200, "{}", r.text);
+    for (code, range) in [("hr", 0..100), ("late", 2_050..2_100)] {
+        let q = format!("Patient?_has:Observation:subject:code=http://example.org/c|{code}");
+        let found = all_pages(&app, &format!("{q}&_count=7")).await;
+        let want: Vec<String> = range.map(|p| format!("Patient/p{p:04}")).collect();
+        assert_eq!(found, want, "{code}: every match once, in order");
+        let total = app.get(&format!("{q}&_summary=count")).await.json();
+        assert_eq!(total["total"], 50 + 50 * i64::from(code == "hr"), "{code}");
+    }
+    // The plan probes the `_has` per candidate, within the window.
+    let mut cmd = std::process::Command::new(env!("CARGO_BIN_EXE_vesta"));
+    cmd.arg("explain")
+        .arg("--data-dir")
+        .arg(&app.settings.data_dir);
+    if let Some(url) = &app.settings.database_url {
+        cmd.arg("--database-url").arg(url);
+    }
+    let out = cmd
+        .arg("Patient?_has:Observation:subject:code=http://example.org/c|hr")
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(
+        text.contains("EXISTS (SELECT 1 FROM idx_reference x WHERE")
+            && text.contains("ORDER BY w.rid LIMIT 2000"),
+        "{text}"
+    );
+}
+both_backends!(has_probed_within_a_window);
