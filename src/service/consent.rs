@@ -47,6 +47,14 @@ impl Default for ConsentSettings {
     }
 }
 
+/// Consents by patient, each list behind an `Arc` (as the cache holds them).
+fn shared(by_patient: HashMap<String, Vec<Value>>) -> HashMap<String, Arc<Vec<Value>>> {
+    by_patient
+        .into_iter()
+        .map(|(p, cs)| (p, Arc::new(cs)))
+        .collect()
+}
+
 /// True when the request asserts break-glass.
 pub(super) fn asserts_break_glass(ctx: &Ctx) -> bool {
     ctx.purposes
@@ -173,11 +181,7 @@ impl FhirService {
         patients: &[String],
     ) -> ServiceResult<HashMap<String, Arc<Vec<Value>>>> {
         let Some(counter) = self.store.change_counter(Topic::Consent) else {
-            let loaded = self.load_consents(Some(patients)).await?;
-            return Ok(loaded
-                .into_iter()
-                .map(|(p, cs)| (p, Arc::new(cs)))
-                .collect());
+            return Ok(shared(self.load_consents(Some(patients)).await?));
         };
         let mut found = HashMap::with_capacity(patients.len());
         let mut missing = Vec::new();
@@ -210,21 +214,15 @@ impl FhirService {
         let in_force_only = |cs: &[Value]| -> Vec<Value> {
             cs.iter().filter(|c| in_force(c, now)).cloned().collect()
         };
-        let all: Vec<(String, Vec<Value>)> = match patients {
-            Some(ps) => self
-                .patients_consents(ps)
-                .await?
-                .into_iter()
-                .map(|(p, cs)| (p, in_force_only(&cs)))
-                .collect(),
-            None => self
-                .load_consents(None)
-                .await?
-                .into_iter()
-                .map(|(p, cs)| (p, in_force_only(&cs)))
-                .collect(),
+        let all = match patients {
+            Some(ps) => self.patients_consents(ps).await?,
+            None => shared(self.load_consents(None).await?),
         };
-        Ok(all.into_iter().filter(|(_, cs)| !cs.is_empty()).collect())
+        Ok(all
+            .into_iter()
+            .map(|(p, cs)| (p, in_force_only(&cs)))
+            .filter(|(_, cs)| !cs.is_empty())
+            .collect())
     }
 
     /// True when Consent cannot hide anything from anyone now: the default

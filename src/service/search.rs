@@ -480,10 +480,7 @@ impl FhirService {
         let mut broad = Vec::new();
         let mut selective = false;
         for (i, (_, c)) in plan.clauses.iter().enumerate() {
-            let matches = match crate::search::sql::probe(&plan.types[0], c, cap)? {
-                Some((sql, binds)) => Some(self.store.count(sql, &binds).await?),
-                None => None,
-            };
+            let matches = self.matches_up_to(&plan.types[0], c, cap).await?;
             match matches {
                 Some(n) if n >= cap => broad.push(i),
                 // Small, or of a kind not counted: collected.
@@ -498,6 +495,20 @@ impl FhirService {
         Ok(())
     }
 
+    /// How many index rows of `res_type` match a parameter clause, counted up
+    /// to `cap`; `None` for a clause of a kind that is not counted.
+    async fn matches_up_to(
+        &self,
+        res_type: &str,
+        c: &Clause,
+        cap: i64,
+    ) -> ServiceResult<Option<i64>> {
+        match crate::search::sql::probe(res_type, c, cap)? {
+            Some((sql, binds)) => Ok(Some(self.store.count(sql, &binds).await?)),
+            None => Ok(None),
+        }
+    }
+
     /// A `_has` whose inner clause matches many referrers is cheaper to
     /// probe per candidate (through the reference index) than to collect:
     /// collecting reads every referrer and its reference row, probing stops
@@ -509,23 +520,16 @@ impl FhirService {
             let (source, inner) = match c {
                 Clause::Has { source, inner, .. } => (source.as_str(), inner.as_ref()),
                 Clause::Param { .. } => {
-                    let matches =
-                        match crate::search::sql::probe(&plan.types[0], c, SCAN_PROBE_ROWS)? {
-                            Some((sql, binds)) => Some(self.store.count(sql, &binds).await?),
-                            None => None,
-                        };
-                    if matches.is_some_and(|n| n >= SCAN_PROBE_ROWS) {
+                    let matches = self.matches_up_to(&plan.types[0], c, SCAN_PROBE_ROWS);
+                    if matches.await?.is_some_and(|n| n >= SCAN_PROBE_ROWS) {
                         probed.push(i);
                     }
                     continue;
                 }
                 Clause::Chain { .. } => return Ok(()),
             };
-            let referrers = match crate::search::sql::probe(source, inner, HAS_PROBE_ROWS)? {
-                Some((sql, binds)) => self.store.count(sql, &binds).await?,
-                None => 0,
-            };
-            if referrers >= HAS_PROBE_ROWS {
+            let referrers = self.matches_up_to(source, inner, HAS_PROBE_ROWS).await?;
+            if referrers.is_some_and(|n| n >= HAS_PROBE_ROWS) {
                 probed.push(i);
                 plan.window = Some(HAS_WINDOW_ROWS);
             }

@@ -196,6 +196,6 @@ impl Store {
 
     /// Starts a write transaction.
     pub async fn begin(&self) -> StoreResult<WriteTx> {
-        WriteTx::begin(&self.db, self.changes.clone(), self.stats.clone()).await
+        WriteTx::begin(self).await
     }
 }

@@ -2,14 +2,12 @@
 //! version row, the pointer update and the index rows, committed together.
 
 use std::collections::HashMap;
-use std::sync::Arc;
 
 use sqlx::{AssertSqlSafe, Row};
 
-use super::changes::{Changes, Topic, BUMP};
+use super::changes::{Topic, BUMP};
 use super::index_rows::{Cell, IndexRows, Table, INDEX_TABLES};
-use super::stats::StatsTracker;
-use super::{Current, Db, StoreError, StoreResult};
+use super::{Current, Db, Store, StoreError, StoreResult};
 use crate::fhir::instant::Millis;
 
 /// Bound parameters per multi-row insert, under SQLite's and PostgreSQL's limits.
@@ -22,12 +20,10 @@ pub struct WriteTx {
     pub(super) conn: TxConn,
     /// Counters to bump when this transaction commits.
     touched: Vec<Topic>,
-    changes: Arc<Changes>,
     /// Resource versions saved in this transaction.
     saved: i64,
-    stats: Arc<StatsTracker>,
-    /// PostgreSQL's pool, for an ANALYZE that falls due at commit.
-    pg_pool: Option<sqlx::PgPool>,
+    /// The store it belongs to (its counters and statistics tracker).
+    store: Store,
 }
 
 /// The backend's transaction.
@@ -89,12 +85,8 @@ impl WriteTx {
         matches!(self.conn, TxConn::Postgres(_))
     }
 
-    pub(super) async fn begin(
-        db: &Db,
-        changes: Arc<Changes>,
-        stats: Arc<StatsTracker>,
-    ) -> StoreResult<WriteTx> {
-        let conn = match db {
+    pub(super) async fn begin(store: &Store) -> StoreResult<WriteTx> {
+        let conn = match &store.db {
             // IMMEDIATE takes the write lock now, so a read-then-write in this
             // transaction never fails on a snapshot another process moved.
             Db::Sqlite { write, .. } => TxConn::Sqlite(write.begin_with("BEGIN IMMEDIATE").await?),
@@ -103,13 +95,8 @@ impl WriteTx {
         Ok(WriteTx {
             conn,
             touched: Vec::new(),
-            changes,
             saved: 0,
-            stats,
-            pg_pool: match db {
-                Db::Postgres(pool) => Some(pool.clone()),
-                Db::Sqlite { .. } => None,
-            },
+            store: store.clone(),
         })
     }
 
@@ -141,12 +128,12 @@ impl WriteTx {
             TxConn::Postgres(t) => t.commit().await?,
         }
         for (topic, value) in bumped {
-            self.changes.observe(topic, value);
+            self.store.changes.observe(topic, value);
         }
-        if let Some(pool) = &self.pg_pool {
-            if self.saved > 0 && self.stats.note(self.saved) {
+        if let Db::Postgres(pool) = &self.store.db {
+            if self.saved > 0 && self.store.stats.note(self.saved) {
                 let rows = super::stats::analyze(pool).await;
-                self.stats.done(rows);
+                self.store.stats.done(rows);
             }
         }
         Ok(())

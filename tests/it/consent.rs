@@ -28,6 +28,18 @@ fn consent_p2() -> Value {
     }]}})
 }
 
+/// A `user/*.rs` token of the demo app for `user`.
+fn user_token(app: &crate::helpers::TestApp, user: &str) -> String {
+    mint(
+        &app.settings,
+        &app.base,
+        "vesta-demo-app",
+        "user/*.rs",
+        None,
+        Some(user),
+    )
+}
+
 struct Who {
     client: reqwest::Client,
     base: String,
@@ -94,14 +106,7 @@ async fn denied_resources_never_leak(backend: Backend) {
         "result": [{"reference": LAB}]});
     assert_eq!(app.put("DiagnosticReport/dr2", &dr).await.status, 201);
     let user = |name: &str| Who {
-        client: client_with_token(&mint(
-            &app.settings,
-            &app.base,
-            "vesta-demo-app",
-            "user/*.rs",
-            None,
-            Some(name),
-        )),
+        client: client_with_token(&user_token(app, name)),
         base: app.base.clone(),
     };
     let alice = user("alice"); // denied by the Consent
@@ -217,14 +222,7 @@ async fn opt_in_withholds_patients_without_consent(backend: Backend) {
     let s = SmartApp::start_with(backend, |st| st.consent_default = "deny".into()).await;
     let app = &s.app;
     let alice = Who {
-        client: client_with_token(&mint(
-            &app.settings,
-            &app.base,
-            "vesta-demo-app",
-            "user/*.rs",
-            None,
-            Some("alice"),
-        )),
+        client: client_with_token(&user_token(app, "alice")),
         base: app.base.clone(),
     };
     assert_eq!(alice.get("Patient/p1").await.0, 404);
@@ -254,14 +252,7 @@ async fn consent_changes_reach_every_instance(backend: Backend) {
     let s = SmartApp::start(backend).await;
     let app = &s.app;
     let twin = app.twin().await;
-    let token = mint(
-        &app.settings,
-        &app.base,
-        "vesta-demo-app",
-        "user/*.rs",
-        None,
-        Some("alice"),
-    );
+    let token = user_token(app, "alice");
     let here = Who {
         client: client_with_token(&token),
         base: app.base.clone(),

@@ -214,6 +214,36 @@ async fn date_sort_walk_matches_general_sort(backend: Backend) {
 }
 both_backends!(date_sort_walk_matches_general_sort);
 
+/// Posts a transaction Bundle of `entry` and expects 200.
+async fn transaction(app: &TestApp, entry: Vec<Value>) {
+    let r = app
+        .post(
+            "",
+            &serde_json::json!({"resourceType": "Bundle", "type": "transaction", "entry": entry}),
+        )
+        .await;
+    assert_eq!(r.status, 200, "{}", r.text);
+}
+
+/// `vesta explain` of a type search against the app's database: its SQL
+/// and the database's plan.
+fn explain(app: &TestApp, query: &str) -> String {
+    let mut cmd = std::process::Command::new(env!("CARGO_BIN_EXE_vesta"));
+    cmd.arg("explain")
+        .arg("--data-dir")
+        .arg(&app.settings.data_dir);
+    if let Some(url) = &app.settings.database_url {
+        cmd.arg("--database-url").arg(url);
+    }
+    let out = cmd.arg(query).output().unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
 /// Without a driving clause, a selective clause is collected and a broad one
 /// (matching at least SCAN_PROBE_ROWS rows) is probed per candidate row; when
 /// every clause is broad, rows are walked in order. Pages and counts match
@@ -236,13 +266,7 @@ async fn broad_and_selective_clauses(backend: Backend) {
                 "request": {"method": "PUT", "url": format!("Observation/{id}")}}));
         }
     }
-    let r = app
-        .post(
-            "",
-            &serde_json::json!({"resourceType": "Bundle", "type": "transaction", "entry": entry}),
-        )
-        .await;
-    assert_eq!(r.status, 200, "{}", r.text);
+    transaction(&app, entry).await;
     // Mixed: `ge2020-01-01` matches 2,070 (broad), `lt2020-02-01` 60.
     let mixed = "Observation?date=ge2020-01-01&date=lt2020-02-01";
     let found = all_pages(&app, &format!("{mixed}&_count=7")).await;
@@ -261,20 +285,7 @@ async fn broad_and_selective_clauses(backend: Backend) {
     let total = app.get(&format!("{broad}&_summary=count")).await.json();
     assert_eq!(total["total"], 2_070);
     // The plans: the mixed search collects one clause and probes the other.
-    let mut cmd = std::process::Command::new(env!("CARGO_BIN_EXE_vesta"));
-    cmd.arg("explain")
-        .arg("--data-dir")
-        .arg(&app.settings.data_dir);
-    if let Some(url) = &app.settings.database_url {
-        cmd.arg("--database-url").arg(url);
-    }
-    let out = cmd.arg(mixed).output().unwrap();
-    let text = String::from_utf8_lossy(&out.stdout);
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    let text = explain(&app, mixed);
     assert!(
         text.contains("EXISTS (SELECT 1 FROM idx_date x WHERE x.rid = r.rid"),
         "{text}"
@@ -323,13 +334,7 @@ async fn has_probed_within_a_window(backend: Backend) {
             }
         }
     }
-    let r = app
-        .post(
-            "",
-            &serde_json::json!({"resourceType": "Bundle", "type": "transaction", "entry": entry}),
-        )
-        .await;
-    assert_eq!(r.status, 200, "{}", r.text);
+    transaction(&app, entry).await;
     for (code, range) in [("hr", 0..100), ("late", 2_050..2_100)] {
         let q = format!("Patient?_has:Observation:subject:code=http://example.org/c|{code}");
         let found = all_pages(&app, &format!("{q}&_count=7")).await;
@@ -339,22 +344,9 @@ async fn has_probed_within_a_window(backend: Backend) {
         assert_eq!(total["total"], 50 + 50 * i64::from(code == "hr"), "{code}");
     }
     // The plan probes the `_has` per candidate, within the window.
-    let mut cmd = std::process::Command::new(env!("CARGO_BIN_EXE_vesta"));
-    cmd.arg("explain")
-        .arg("--data-dir")
-        .arg(&app.settings.data_dir);
-    if let Some(url) = &app.settings.database_url {
-        cmd.arg("--database-url").arg(url);
-    }
-    let out = cmd
-        .arg("Patient?_has:Observation:subject:code=http://example.org/c|hr")
-        .output()
-        .unwrap();
-    let text = String::from_utf8_lossy(&out.stdout);
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
+    let text = explain(
+        &app,
+        "Patient?_has:Observation:subject:code=http://example.org/c|hr",
     );
     assert!(
         text.contains("EXISTS (SELECT 1 FROM idx_reference x WHERE")
