@@ -8,7 +8,7 @@ use serde_json::{json, Value};
 
 use crate::both_backends;
 use crate::helpers::smart::SmartApp;
-use crate::helpers::{client_with_token, mint, spawn, Backend, TestApp};
+use crate::helpers::{client_with_token, spawn, Backend, TestApp};
 
 /// Every AuditEvent, oldest first (admin token).
 async fn all_events(app: &TestApp) -> Vec<Value> {
@@ -290,16 +290,7 @@ both_backends!(audit_events_are_searchable_and_never_writable);
 
 async fn who_may_read_the_audit_trail(backend: Backend) {
     let s = SmartApp::start(backend).await;
-    let token = |user: &str| {
-        client_with_token(&mint(
-            &s.app.settings,
-            &s.app.base,
-            "vesta-demo-app",
-            "user/*.rs",
-            None,
-            Some(user),
-        ))
-    };
+    let token = |user: &str| client_with_token(&s.app.user_token(user));
     // Clinicians work with records, not with the trail of who read them.
     let alice = token("alice");
     let r = alice.get(s.app.url("AuditEvent")).send().await.unwrap();

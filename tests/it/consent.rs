@@ -9,7 +9,7 @@ use serde_json::{json, Value};
 
 use crate::both_backends;
 use crate::helpers::smart::SmartApp;
-use crate::helpers::{client_with_token, eventually, mint, Backend};
+use crate::helpers::{client_with_token, eventually, Backend};
 
 /// Patient p2's Consent: share everything, except the lab Observation,
 /// which only Dr Rita may see.
@@ -26,18 +26,6 @@ fn consent_p2() -> Value {
             "actor": [{"role": {"coding": [{"system": "http://terminology.hl7.org/CodeSystem/v3-ParticipationType", "code": "PRCP"}]},
                        "reference": {"reference": "Practitioner/dr-rita"}}]}]
     }]}})
-}
-
-/// A `user/*.rs` token of the demo app for `user`.
-fn user_token(app: &crate::helpers::TestApp, user: &str) -> String {
-    mint(
-        &app.settings,
-        &app.base,
-        "vesta-demo-app",
-        "user/*.rs",
-        None,
-        Some(user),
-    )
 }
 
 struct Who {
@@ -106,7 +94,7 @@ async fn denied_resources_never_leak(backend: Backend) {
         "result": [{"reference": LAB}]});
     assert_eq!(app.put("DiagnosticReport/dr2", &dr).await.status, 201);
     let user = |name: &str| Who {
-        client: client_with_token(&user_token(app, name)),
+        client: client_with_token(&app.user_token(name)),
         base: app.base.clone(),
     };
     let alice = user("alice"); // denied by the Consent
@@ -222,7 +210,7 @@ async fn opt_in_withholds_patients_without_consent(backend: Backend) {
     let s = SmartApp::start_with(backend, |st| st.consent_default = "deny".into()).await;
     let app = &s.app;
     let alice = Who {
-        client: client_with_token(&user_token(app, "alice")),
+        client: client_with_token(&app.user_token("alice")),
         base: app.base.clone(),
     };
     assert_eq!(alice.get("Patient/p1").await.0, 404);
@@ -252,7 +240,7 @@ async fn consent_changes_reach_every_instance(backend: Backend) {
     let s = SmartApp::start(backend).await;
     let app = &s.app;
     let twin = app.twin().await;
-    let token = user_token(app, "alice");
+    let token = app.user_token("alice");
     let here = Who {
         client: client_with_token(&token),
         base: app.base.clone(),

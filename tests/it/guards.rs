@@ -107,16 +107,7 @@ async fn users_are_throttled_by_role(backend: Backend) {
             .insert("patient".into(), TINY_BUDGET);
     })
     .await;
-    let token = |user: &str| {
-        client_with_token(&mint(
-            &app.settings,
-            &app.base,
-            "vesta-demo-app",
-            "user/*.rs",
-            None,
-            Some(user),
-        ))
-    };
+    let token = |user: &str| client_with_token(&app.user_token(user));
     let (pat, alice) = (token("pat"), token("alice"));
     for _ in 0..TINY_BUDGET {
         let r = app.send(pat.get(app.url("metadata"))).await;

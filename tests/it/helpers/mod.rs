@@ -113,6 +113,18 @@ impl Drop for Twin {
 }
 
 impl TestApp {
+    /// A `user/*.rs` token of the demo app for `user` (a smart-config user).
+    pub fn user_token(&self, user: &str) -> String {
+        mint(
+            &self.settings,
+            &self.base,
+            "vesta-demo-app",
+            "user/*.rs",
+            None,
+            Some(user),
+        )
+    }
+
     /// Starts a [`Twin`] of this server.
     pub async fn twin(&self) -> Twin {
         let mut settings = self.settings.clone();
