@@ -514,7 +514,14 @@ impl FhirService {
     /// collecting reads every referrer and its reference row, probing stops
     /// at the page. The walk is bounded by a window of rows; the service
     /// collects instead when the window does not fill the page.
+    ///
+    /// SQLite only: PostgreSQL turns the correlated `EXISTS` into a semi-join
+    /// over every referrer and runs it per window row (1,008,884 resources:
+    /// 290 / 464 ms p50 / p95 probed, 28.5 / 39.5 ms collected).
     async fn choose_has_probe(&self, plan: &mut SearchPlan) -> ServiceResult<()> {
+        if self.store.backend() == crate::store::Backend::Postgres {
+            return Ok(());
+        }
         let mut probed = Vec::new();
         for (i, (_, c)) in plan.clauses.iter().enumerate() {
             let (source, inner) = match c {
