@@ -428,14 +428,7 @@ async fn refresh_rotation_introspection_revocation(backend: Backend) {
     assert_eq!(st, 400);
     // Revoking an access token makes it fail at once.
     assert_eq!(s.fhir(&at2, "Patient/p1").await.0, 200);
-    let r = s
-        .browser
-        .post(format!("{}/auth/revoke", s.root))
-        .form(&[("token", at2.as_str()), ("client_id", PUBLIC_CLIENT)])
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(r.status(), 200);
+    assert_eq!(s.revoke(&at2).await, 200);
     assert_eq!(s.fhir(&at2, "Patient/p1").await.0, 401);
     assert_eq!(introspect(at2).await["active"], false);
     // Introspection needs a caller.
@@ -919,14 +912,7 @@ async fn revocation_reaches_every_instance(backend: Backend) {
         assert_eq!(s.fhir(&at, "Patient/p1").await.0, 200);
         assert_eq!(there(at.clone()).await, 200);
     }
-    let r = s
-        .browser
-        .post(format!("{}/auth/revoke", s.root))
-        .form(&[("token", at.as_str()), ("client_id", PUBLIC_CLIENT)])
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(r.status(), 200);
+    assert_eq!(s.revoke(&at).await, 200);
     assert_eq!(s.fhir(&at, "Patient/p1").await.0, 401);
     let within = std::time::Duration::from_secs(5);
     let (status, took) = eventually(within, 401, || there(at.clone())).await;

@@ -256,6 +256,18 @@ impl SmartApp {
         body
     }
 
+    /// Revokes `token` at `/auth/revoke` as the public client; the status.
+    pub async fn revoke(&self, token: &str) -> u16 {
+        self.browser
+            .post(format!("{}/auth/revoke", self.root))
+            .form(&[("token", token), ("client_id", PUBLIC_CLIENT)])
+            .send()
+            .await
+            .unwrap()
+            .status()
+            .as_u16()
+    }
+
     /// A FHIR GET with `token`.
     pub async fn fhir(&self, token: &str, path: &str) -> (u16, Value) {
         let r = self
