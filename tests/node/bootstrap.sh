@@ -7,8 +7,9 @@
 #   npx --no --prefix "$DIR" -- mcp-inspector --cli URL --method tools/list
 #
 # The install is `npm install` from the committed lock file (exact versions
-# and integrity hashes; `npm ci` refuses this lock because vite names an
-# optional dependency the registry does not have), with install scripts off,
+# and integrity hashes; npm must not change it: when the registry gains a
+# package the lock's packages name, as vite's optional
+# napi-windows-process-start-time, the lock is regenerated), with install scripts off,
 # npm's download cache in DIR/npm-cache, and bounded by VESTA_NPM_TIMEOUT_S
 # seconds (default 300). DIR/.lock.sha256 holds the lock's sha256 once
 # installed: a later run with the same lock checks the tool is there and
