@@ -14,3 +14,13 @@ wait_ready() {
     echo "server on port $1 did not become ready" >&2
     return 1
 }
+
+# User + system CPU clock ticks spent so far by process $1.
+proc_cpu_ticks() {
+    awk '{print $14 + $15}' "/proc/$1/stat"
+}
+
+# "steal total" jiffies of the whole host so far (from /proc/stat).
+host_steal() {
+    awk '/^cpu /{print $9, $2+$3+$4+$5+$6+$7+$8+$9}' /proc/stat
+}

@@ -9,7 +9,10 @@
 #
 # Every request is authenticated (a minted system token, verified per
 # request) and writes its AuditEvent, as in production. wrk runs on the same
-# machine, so it takes part of the CPU from the server.
+# machine, so it takes part of the CPU from the server. Each run also reports
+# the server's CPU time per request (user + system, steady under a noisy
+# host) and the host's steal time over the run (CPU the hypervisor gave to
+# other guests: high steal makes requests/s and latency unreliable).
 set -euo pipefail
 here="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
 . "$here/lib.sh"
@@ -60,9 +63,20 @@ for c in $CLIENTS; do
     wrk -t"$threads" -c"$c" -d5s -s "$here/read.lua" "http://127.0.0.1:$port" >/dev/null  # warm-up
     results=()
     for r in $(seq 1 "$RUNS"); do
+        cpu0=$(proc_cpu_ticks "$pid"); steal0=$(host_steal)
         line=$(wrk -t"$threads" -c"$c" -d"${DURATION}s" -s "$here/read.lua" "http://127.0.0.1:$port" | grep '^RESULT')
-        echo "clients=$c run=$r ${line#RESULT }"
-        results+=("${line#RESULT }")
+        cpu1=$(proc_cpu_ticks "$pid"); steal1=$(host_steal)
+        extra=$(python3 - "$line" "$cpu0" "$cpu1" "$steal0" "$steal1" "$(getconf CLK_TCK)" <<'PY'
+import sys
+line, c0, c1, s0, s1, hz = sys.argv[1:]
+n = int(dict(kv.split("=", 1) for kv in line.split()[1:])["requests"])
+s0, s1 = [list(map(int, s.split())) for s in (s0, s1)]
+print(f"cpu_us_per_req={(int(c1) - int(c0)) / int(hz) * 1e6 / max(n, 1):.0f} "
+      f"steal_pct={100 * (s1[0] - s0[0]) / max(1, s1[1] - s0[1]):.1f}")
+PY
+)
+        echo "clients=$c run=$r ${line#RESULT } $extra"
+        results+=("${line#RESULT } $extra")
     done
     printf '%s\n' "${results[@]}" | python3 "$here/median.py" "clients=$c"
 done

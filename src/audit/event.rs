@@ -6,7 +6,7 @@
 use std::collections::BTreeSet;
 
 use base64::Engine;
-use serde_json::{json, Value};
+use serde::Serialize;
 
 use crate::fhir::instant::{format_instant, Millis};
 use crate::policy::{Principal, PrincipalKind};
@@ -140,14 +140,143 @@ pub struct Actor<'a> {
     pub purposes: &'a [String],
 }
 
-fn coding(system: &str, code: &str, display: Option<&str>) -> Value {
-    match display {
-        Some(d) => json!({"system": system, "code": code, "display": d}),
-        None => json!({"system": system, "code": code}),
+// The event is written with typed, borrowing structs rather than built as a
+// `serde_json::Value`: one is written for every request, and a tree of maps
+// costs an allocation per key.
+
+#[derive(Serialize, Clone, Copy)]
+struct Coding<'a> {
+    system: &'a str,
+    code: &'a str,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    display: Option<&'a str>,
+}
+
+impl Coding<'_> {
+    /// `system|code`, as the columns and search keys hold it.
+    fn system_code(&self) -> String {
+        format!("{}|{}", self.system, self.code)
     }
 }
 
-fn type_and_subtype(kind: &EventKind) -> (Value, Value) {
+fn coding<'a>(system: &'a str, code: &'a str, display: Option<&'a str>) -> Coding<'a> {
+    Coding {
+        system,
+        code,
+        display,
+    }
+}
+
+#[derive(Serialize)]
+struct Concept<'a> {
+    coding: [Coding<'a>; 1],
+}
+
+fn concept(c: Coding<'_>) -> Concept<'_> {
+    Concept { coding: [c] }
+}
+
+#[derive(Serialize)]
+struct Identifier<'a> {
+    #[serde(skip_serializing_if = "Option::is_none")]
+    system: Option<&'a str>,
+    value: &'a str,
+}
+
+#[derive(Serialize, Default)]
+struct Who<'a> {
+    #[serde(skip_serializing_if = "Option::is_none")]
+    reference: Option<&'a str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    identifier: Option<Identifier<'a>>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    display: Option<&'a str>,
+}
+
+#[derive(Serialize)]
+struct Text<'a> {
+    text: &'a str,
+}
+
+#[derive(Serialize)]
+struct Network<'a> {
+    address: &'a str,
+    #[serde(rename = "type")]
+    kind: &'static str,
+}
+
+#[derive(Serialize)]
+struct Agent<'a> {
+    #[serde(rename = "type")]
+    kind: Concept<'a>,
+    who: Who<'a>,
+    requestor: bool,
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    role: Vec<Text<'a>>,
+    #[serde(rename = "purposeOfUse", skip_serializing_if = "Vec::is_empty")]
+    purpose_of_use: Vec<Concept<'a>>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    network: Option<Network<'a>>,
+}
+
+#[derive(Serialize, Default)]
+struct What<'a> {
+    #[serde(skip_serializing_if = "Option::is_none")]
+    reference: Option<&'a str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    identifier: Option<Identifier<'a>>,
+}
+
+#[derive(Serialize)]
+struct Entity<'a> {
+    #[serde(skip_serializing_if = "Option::is_none")]
+    what: Option<What<'a>>,
+    #[serde(rename = "type")]
+    kind: Coding<'a>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    role: Option<Coding<'a>>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    query: Option<String>,
+}
+
+#[derive(Serialize)]
+struct Meta<'a> {
+    profile: [&'static str; 1],
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    security: Vec<Coding<'a>>,
+}
+
+#[derive(Serialize)]
+struct Source<'a> {
+    observer: Who<'a>,
+    #[serde(rename = "type")]
+    kind: [Coding<'a>; 1],
+}
+
+#[derive(Serialize)]
+#[serde(rename_all = "camelCase")]
+struct Event<'a> {
+    resource_type: &'static str,
+    id: &'a str,
+    meta: Meta<'a>,
+    #[serde(rename = "type")]
+    kind: Coding<'a>,
+    subtype: [Coding<'a>; 1],
+    action: &'static str,
+    recorded: String,
+    outcome: &'static str,
+    outcome_desc: String,
+    agent: Vec<Agent<'a>>,
+    source: Source<'a>,
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    purpose_of_event: Vec<Concept<'a>>,
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    entity: Vec<Entity<'a>>,
+}
+
+const ACT_REASON: &str = "http://terminology.hl7.org/CodeSystem/v3-ActReason";
+
+fn type_and_subtype(kind: &EventKind) -> (Coding<'_>, Coding<'_>) {
     match kind {
         EventKind::Rest(code) => (
             coding(AUDIT_TYPE, "rest", Some("RESTful Operation")),
@@ -168,77 +297,90 @@ fn type_and_subtype(kind: &EventKind) -> (Value, Value) {
     }
 }
 
-fn system_code(c: &Value) -> String {
-    format!(
-        "{}|{}",
-        c["system"].as_str().unwrap_or_default(),
-        c["code"].as_str().unwrap_or_default()
-    )
-}
-
 /// The agents: the user (when there is one), the client app, the server.
-fn agents(a: &Actor<'_>, refs: &mut Vec<(&'static str, String)>) -> Vec<Value> {
+fn agents<'a>(a: &Actor<'a>, refs: &mut Vec<(&'static str, String)>) -> Vec<Agent<'a>> {
     let p = a.principal;
-    let mut out = Vec::new();
+    let mut out = Vec::with_capacity(3);
     let has_user = p.username.is_some() || p.fhir_user.is_some();
-    let network = a
-        .peer
-        .map(|addr| json!({"address": addr, "type": "2"}))
-        .unwrap_or(Value::Null);
+    let network = || a.peer.map(|address| Network { address, kind: "2" });
     if has_user {
-        let mut who = serde_json::Map::new();
         if let Some(fu) = &p.fhir_user {
-            who.insert("reference".into(), json!(fu));
             refs.push(("agent", fu.clone()));
         }
         if let Some(u) = &p.username {
-            who.insert(
-                "identifier".into(),
-                json!({"system": USERNAME_SYSTEM, "value": u}),
-            );
             refs.push(("agent", u.clone()));
         }
-        let mut user = json!({
-            "type": {"coding": [coding("http://terminology.hl7.org/CodeSystem/v3-ParticipationType", "IRCP", Some("information recipient"))]},
-            "who": who,
-            "requestor": true,
+        out.push(Agent {
+            kind: concept(coding(
+                "http://terminology.hl7.org/CodeSystem/v3-ParticipationType",
+                "IRCP",
+                Some("information recipient"),
+            )),
+            who: Who {
+                reference: p.fhir_user.as_deref(),
+                identifier: p.username.as_deref().map(|value| Identifier {
+                    system: Some(USERNAME_SYSTEM),
+                    value,
+                }),
+                display: None,
+            },
+            requestor: true,
+            role: p
+                .role
+                .as_deref()
+                .map(|text| Text { text })
+                .into_iter()
+                .collect(),
+            purpose_of_use: a
+                .purposes
+                .iter()
+                .map(|code| concept(coding(ACT_REASON, code, None)))
+                .collect(),
+            network: None,
         });
-        if let Some(role) = &p.role {
-            user["role"] = json!([{"text": role}]);
-        }
-        if !a.purposes.is_empty() {
-            user["purposeOfUse"] = Value::Array(
-                a.purposes
-                    .iter()
-                    .map(|code| json!({"coding": [coding("http://terminology.hl7.org/CodeSystem/v3-ActReason", code, None)]}))
-                    .collect(),
-            );
-        }
-        out.push(user);
     }
     let client = match (p.kind, &p.client_id) {
         (_, Some(id)) => {
             refs.push(("agent", id.clone()));
-            json!({"identifier": {"system": CLIENT_ID_SYSTEM, "value": id}})
+            Who {
+                identifier: Some(Identifier {
+                    system: Some(CLIENT_ID_SYSTEM),
+                    value: id,
+                }),
+                ..Who::default()
+            }
         }
-        (PrincipalKind::Open, None) => json!({"display": "local operator (no authorization)"}),
-        _ => json!({"display": "anonymous (no valid token)"}),
+        (PrincipalKind::Open, None) => Who {
+            display: Some("local operator (no authorization)"),
+            ..Who::default()
+        },
+        _ => Who {
+            display: Some("anonymous (no valid token)"),
+            ..Who::default()
+        },
     };
-    let mut app = json!({
-        "type": {"coding": [coding(DCM, "110153", Some("Source Role ID"))]},
-        "who": client,
-        "requestor": !has_user,
+    out.push(Agent {
+        kind: concept(coding(DCM, "110153", Some("Source Role ID"))),
+        who: client,
+        requestor: !has_user,
+        role: Vec::new(),
+        purpose_of_use: Vec::new(),
+        network: network(),
     });
-    if !network.is_null() {
-        app["network"] = network;
-    }
-    out.push(app);
-    out.push(json!({
-        "type": {"coding": [coding(DCM, "110152", Some("Destination Role ID"))]},
-        "who": {"display": "Vesta"},
-        "requestor": false,
-        "network": {"address": a.server, "type": "5"},
-    }));
+    out.push(Agent {
+        kind: concept(coding(DCM, "110152", Some("Destination Role ID"))),
+        who: Who {
+            display: Some("Vesta"),
+            ..Who::default()
+        },
+        requestor: false,
+        role: Vec::new(),
+        purpose_of_use: Vec::new(),
+        network: Some(Network {
+            address: a.server,
+            kind: "5",
+        }),
+    });
     out
 }
 
@@ -250,37 +392,59 @@ pub fn build(facts: &AuditFacts, actor: &Actor<'_>, now: Millis) -> AuditRow {
     let (type_coding, subtype) = type_and_subtype(&facts.kind);
     let mut refs: Vec<(&'static str, String)> = Vec::new();
     let agent = agents(actor, &mut refs);
-    let mut entity: Vec<Value> = Vec::new();
-    for p in &facts.patients {
-        let reference = format!("Patient/{p}");
+    let patient_refs: Vec<String> = facts
+        .patients
+        .iter()
+        .map(|p| format!("Patient/{p}"))
+        .collect();
+    let mut entity: Vec<Entity<'_>> =
+        Vec::with_capacity(patient_refs.len() + facts.entities.len() + 2);
+    for reference in &patient_refs {
         refs.push(("patient", reference.clone()));
-        entity.push(json!({
-            "what": {"reference": reference},
-            "type": coding(ENTITY_TYPE, "1", Some("Person")),
-            "role": coding(OBJECT_ROLE, "1", Some("Patient")),
-        }));
+        entity.push(Entity {
+            what: Some(What {
+                reference: Some(reference),
+                identifier: None,
+            }),
+            kind: coding(ENTITY_TYPE, "1", Some("Person")),
+            role: Some(coding(OBJECT_ROLE, "1", Some("Patient"))),
+            query: None,
+        });
     }
     for e in &facts.entities {
-        let plain: String = e.split("/_history/").next().unwrap_or(e).to_string();
-        refs.push(("entity", plain));
-        entity.push(json!({
-            "what": {"reference": e},
-            "type": coding(ENTITY_TYPE, "2", Some("System Object")),
-            "role": coding(OBJECT_ROLE, "4", Some("Domain Resource")),
-        }));
+        let plain = e.split("/_history/").next().unwrap_or(e);
+        refs.push(("entity", plain.to_string()));
+        entity.push(Entity {
+            what: Some(What {
+                reference: Some(e),
+                identifier: None,
+            }),
+            kind: coding(ENTITY_TYPE, "2", Some("System Object")),
+            role: Some(coding(OBJECT_ROLE, "4", Some("Domain Resource"))),
+            query: None,
+        });
     }
     if let Some(q) = &facts.query {
-        entity.push(json!({
-            "type": coding(ENTITY_TYPE, "2", Some("System Object")),
-            "role": coding(OBJECT_ROLE, "24", Some("Query")),
-            "query": base64::engine::general_purpose::STANDARD.encode(q.as_bytes()),
-        }));
+        entity.push(Entity {
+            what: None,
+            kind: coding(ENTITY_TYPE, "2", Some("System Object")),
+            role: Some(coding(OBJECT_ROLE, "24", Some("Query"))),
+            query: Some(base64::engine::general_purpose::STANDARD.encode(q.as_bytes())),
+        });
     }
     if !actor.request_id.is_empty() {
-        entity.push(json!({
-            "what": {"identifier": {"value": actor.request_id}},
-            "type": coding(BALP_ENTITY, "XrequestId", Some("X-Request-Id")),
-        }));
+        entity.push(Entity {
+            what: Some(What {
+                reference: None,
+                identifier: Some(Identifier {
+                    system: None,
+                    value: actor.request_id,
+                }),
+            }),
+            kind: coding(BALP_ENTITY, "XrequestId", Some("X-Request-Id")),
+            role: None,
+            query: None,
+        });
     }
     let outcome = facts.outcome_code();
     let mut desc = format!("{} via {}", facts.status, actor.door);
@@ -292,46 +456,58 @@ pub fn build(facts: &AuditFacts, actor: &Actor<'_>, now: Millis) -> AuditRow {
         desc.push_str(": ");
         desc.push_str(d);
     }
-    let mut event = json!({
-        "resourceType": "AuditEvent",
-        "id": id,
-        "meta": {"profile": [balp_profile(facts)]},
-        "type": type_coding,
-        "subtype": [subtype],
-        "action": facts.action.code(),
-        "recorded": format_instant(now),
-        "outcome": outcome,
-        "outcomeDesc": desc,
-        "agent": agent,
-        "source": {
-            "observer": {"display": "Vesta"},
-            "type": [coding("http://terminology.hl7.org/CodeSystem/security-source-type", "4", Some("Application Server"))],
+    let btg = coding(ACT_REASON, "BTG", Some("break the glass"));
+    let event = Event {
+        resource_type: "AuditEvent",
+        id: &id,
+        meta: Meta {
+            profile: [balp_profile(facts)],
+            security: if facts.break_glass {
+                vec![btg]
+            } else {
+                Vec::new()
+            },
         },
-    });
-    if facts.break_glass {
-        event["purposeOfEvent"] = json!([{"coding": [coding(
-            "http://terminology.hl7.org/CodeSystem/v3-ActReason", "BTG", Some("break the glass"))]}]);
-        event["meta"]["security"] = json!([coding(
-            "http://terminology.hl7.org/CodeSystem/v3-ActReason",
-            "BTG",
-            Some("break the glass")
-        )]);
-    }
-    if !entity.is_empty() {
-        event["entity"] = Value::Array(entity);
-    }
+        kind: type_coding,
+        subtype: [subtype],
+        action: facts.action.code(),
+        recorded: format_instant(now),
+        outcome,
+        outcome_desc: desc,
+        agent,
+        source: Source {
+            observer: Who {
+                display: Some("Vesta"),
+                ..Who::default()
+            },
+            kind: [coding(
+                "http://terminology.hl7.org/CodeSystem/security-source-type",
+                "4",
+                Some("Application Server"),
+            )],
+        },
+        purpose_of_event: if facts.break_glass {
+            vec![concept(btg)]
+        } else {
+            Vec::new()
+        },
+        entity,
+    };
+    // Serialising these plain structs cannot fail (no maps with non-string
+    // keys, no failing `Serialize` impls).
+    let content = serde_json::to_string(&event).unwrap_or_default();
     for (kind, c) in [("type", &type_coding), ("subtype", &subtype)] {
-        refs.push((kind, system_code(c)));
-        refs.push((kind, c["code"].as_str().unwrap_or_default().to_string()));
+        refs.push((kind, c.system_code()));
+        refs.push((kind, c.code.to_string()));
     }
     AuditRow {
         id,
         recorded_ms: now,
-        type_code: system_code(&type_coding),
-        subtype: system_code(&subtype),
+        type_code: type_coding.system_code(),
+        subtype: subtype.system_code(),
         action: facts.action.code().to_string(),
         outcome: outcome.to_string(),
-        content: event.to_string(),
+        content,
         refs,
     }
 }
@@ -367,6 +543,7 @@ fn balp_profile(facts: &AuditFacts) -> &'static str {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use serde_json::Value;
 
     #[test]
     fn a_patient_read_is_a_valid_r4_audit_event() {

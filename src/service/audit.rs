@@ -214,6 +214,15 @@ impl FhirService {
 
     fn note_stored(&self, facts: &mut AuditFacts, r: &StoredResource) {
         facts.entity(format!("{}/{}/_history/{}", r.res_type, r.id, r.version));
+        // A Patient is its own patient, and a type outside the Patient
+        // compartment has none: neither needs its JSON parsed.
+        if r.res_type == "Patient" {
+            facts.patient(&r.id);
+            return;
+        }
+        if crate::search::compartment::patient_params(&r.res_type).is_none() {
+            return;
+        }
         if let Ok(v) = serde_json::from_str::<Value>(&r.json) {
             self.note_resource(facts, &r.res_type, &v);
         }

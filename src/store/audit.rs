@@ -112,19 +112,23 @@ impl WriteTx {
                 q.execute(&mut *c).await?;
             });
         }
-        let refs: Vec<(i64, &str, &str)> = linked
+        // In index order and each key once: the inserts walk the index
+        // forwards and never conflict.
+        let mut refs: Vec<(&str, &str, i64)> = linked
             .iter()
-            .flat_map(|(seq, r, _, _)| r.refs.iter().map(move |(k, v)| (*seq, *k, v.as_str())))
+            .flat_map(|(seq, r, _, _)| r.refs.iter().map(move |(k, v)| (*k, v.as_str(), *seq)))
             .collect();
+        refs.sort_unstable();
+        refs.dedup();
         for part in shaped_chunks(&refs, MAX_BINDS_PER_INSERT / 3) {
             let sql = format!(
-                "INSERT INTO audit_ref (seq, kind, value) VALUES {} ON CONFLICT DO NOTHING",
+                "INSERT INTO audit_ref (kind, value, seq) VALUES {} ON CONFLICT DO NOTHING",
                 value_rows(3, part.len(), pg)
             );
             with_tx!(self, c, pg => {
                 let mut q = sqlx::query(AssertSqlSafe(sql));
-                for (seq, kind, value) in part {
-                    q = q.bind(*seq).bind(*kind).bind(*value);
+                for (kind, value, seq) in part {
+                    q = q.bind(*kind).bind(*value).bind(*seq);
                 }
                 q.execute(&mut *c).await?;
             });
