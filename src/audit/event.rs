@@ -23,6 +23,10 @@ const RESTFUL: &str = "http://hl7.org/fhir/restful-interaction";
 const DCM: &str = "http://dicom.nema.org/resources/ontology/DCM";
 /// Vesta's own subtypes (authorization events, operations, MCP tools).
 pub const VESTA_EVENT: &str = "urn:vesta:audit-event";
+/// Every system of the `AuditEvent.type` codes written here.
+pub const TYPE_SYSTEMS: &[&str] = &[AUDIT_TYPE, DCM];
+/// Every system of the `AuditEvent.subtype` codes written here.
+pub const SUBTYPE_SYSTEMS: &[&str] = &[RESTFUL, VESTA_EVENT, DCM];
 const ENTITY_TYPE: &str = "http://terminology.hl7.org/CodeSystem/audit-entity-type";
 const OBJECT_ROLE: &str = "http://terminology.hl7.org/CodeSystem/object-role";
 const BALP_ENTITY: &str = "https://profiles.ihe.net/ITI/BALP/CodeSystem/BasicAuditEntityType";
@@ -239,6 +243,21 @@ struct Entity<'a> {
     query: Option<String>,
 }
 
+impl<'a> Entity<'a> {
+    /// An entity that names a resource (or patient) by reference.
+    fn named(reference: &'a str, kind: Coding<'a>, role: Coding<'a>) -> Entity<'a> {
+        Entity {
+            what: Some(What {
+                reference: Some(reference),
+                identifier: None,
+            }),
+            kind,
+            role: Some(role),
+            query: None,
+        }
+    }
+}
+
 #[derive(Serialize)]
 struct Meta<'a> {
     profile: [&'static str; 1],
@@ -401,28 +420,20 @@ pub fn build(facts: &AuditFacts, actor: &Actor<'_>, now: Millis) -> AuditRow {
         Vec::with_capacity(patient_refs.len() + facts.entities.len() + 2);
     for reference in &patient_refs {
         refs.push(("patient", reference.clone()));
-        entity.push(Entity {
-            what: Some(What {
-                reference: Some(reference),
-                identifier: None,
-            }),
-            kind: coding(ENTITY_TYPE, "1", Some("Person")),
-            role: Some(coding(OBJECT_ROLE, "1", Some("Patient"))),
-            query: None,
-        });
+        entity.push(Entity::named(
+            reference,
+            coding(ENTITY_TYPE, "1", Some("Person")),
+            coding(OBJECT_ROLE, "1", Some("Patient")),
+        ));
     }
     for e in &facts.entities {
         let plain = e.split("/_history/").next().unwrap_or(e);
         refs.push(("entity", plain.to_string()));
-        entity.push(Entity {
-            what: Some(What {
-                reference: Some(e),
-                identifier: None,
-            }),
-            kind: coding(ENTITY_TYPE, "2", Some("System Object")),
-            role: Some(coding(OBJECT_ROLE, "4", Some("Domain Resource"))),
-            query: None,
-        });
+        entity.push(Entity::named(
+            e,
+            coding(ENTITY_TYPE, "2", Some("System Object")),
+            coding(OBJECT_ROLE, "4", Some("Domain Resource")),
+        ));
     }
     if let Some(q) = &facts.query {
         entity.push(Entity {
@@ -496,10 +507,6 @@ pub fn build(facts: &AuditFacts, actor: &Actor<'_>, now: Millis) -> AuditRow {
     // Serialising these plain structs cannot fail (no maps with non-string
     // keys, no failing `Serialize` impls).
     let content = serde_json::to_string(&event).unwrap_or_default();
-    for (kind, c) in [("type", &type_coding), ("subtype", &subtype)] {
-        refs.push((kind, c.system_code()));
-        refs.push((kind, c.code.to_string()));
-    }
     AuditRow {
         id,
         recorded_ms: now,

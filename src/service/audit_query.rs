@@ -11,6 +11,7 @@ use super::history::page_size;
 use super::interaction::urlencode;
 use super::search::SearchTarget;
 use super::{Ctx, FhirService, Interaction, Outcome, ServiceError, ServiceResult, StoredResource};
+use crate::audit::event::{SUBTYPE_SYSTEMS, TYPE_SYSTEMS};
 use crate::fhir::bundle::{finish, new_bundle};
 use crate::policy::scope::Perms;
 use crate::policy::Decision;
@@ -39,6 +40,23 @@ fn alternatives(name: &str, value: &str) -> ServiceResult<Vec<String>> {
         ));
     }
     Ok(vs)
+}
+
+/// Token values as the `system|code` the columns hold: a bare `code`
+/// stands for that code in each system the server writes (it writes every
+/// AuditEvent, so the list is closed); `system|code` and `|code` stay as
+/// they are (no event has a code without a system).
+fn codings(values: Vec<String>, systems: &[&str]) -> Vec<String> {
+    values
+        .into_iter()
+        .flat_map(|v| {
+            if v.contains('|') {
+                vec![v]
+            } else {
+                systems.iter().map(|s| format!("{s}|{v}")).collect()
+            }
+        })
+        .collect()
 }
 
 /// `date=` with a prefix as inclusive bounds on the recorded time.
@@ -82,8 +100,8 @@ fn parse_query(params: &[(String, String)]) -> ServiceResult<AuditQuery> {
             }
             "agent" => q.refs.push(("agent", alternatives(k, v)?)),
             "entity" => q.refs.push(("entity", alternatives(k, v)?)),
-            "type" => q.refs.push(("type", alternatives(k, v)?)),
-            "subtype" => q.refs.push(("subtype", alternatives(k, v)?)),
+            "type" => q.type_code.push(codings(alternatives(k, v)?, TYPE_SYSTEMS)),
+            "subtype" => q.subtype.push(codings(alternatives(k, v)?, SUBTYPE_SYSTEMS)),
             "action" => q.action.extend(alternatives(k, v)?),
             "outcome" => q.outcome.extend(alternatives(k, v)?),
             "date" => q.recorded.push(date_bounds(v)?),

@@ -24,8 +24,8 @@ pub struct AuditRow {
     pub action: String,
     pub outcome: String,
     pub content: String,
-    /// `(kind, value)` search keys: `patient`, `agent`, `entity`, `type`,
-    /// `subtype` (codes both as `system|code` and bare `code`).
+    /// `(kind, value)` search keys: `patient`, `agent`, `entity` (type and
+    /// subtype are searched in their own columns).
     pub refs: Vec<(&'static str, String)>,
 }
 
@@ -48,9 +48,13 @@ pub struct AuditLink {
 #[derive(Debug, Clone, Default)]
 pub struct AuditQuery {
     pub id: Vec<String>,
-    /// `(kind, alternatives)`: kinds `patient`, `agent`, `entity`, `type`,
-    /// `subtype`. Each inner list is one parameter's alternatives (OR); lists are ANDed.
+    /// `(kind, alternatives)`: kinds `patient`, `agent`, `entity`. Each
+    /// inner list is one parameter's alternatives (OR); lists are ANDed.
     pub refs: Vec<(&'static str, Vec<String>)>,
+    /// `system|code` alternatives of `AuditEvent.type`, per parameter (ANDed).
+    pub type_code: Vec<Vec<String>>,
+    /// `system|code` alternatives of the first `AuditEvent.subtype`.
+    pub subtype: Vec<Vec<String>>,
     pub action: Vec<String>,
     pub outcome: Vec<String>,
     /// Inclusive `[low, high]` bounds on `recorded_ms`, ANDed.
@@ -276,11 +280,14 @@ fn placeholders(values: &[String], binds: &mut Vec<Bind>) -> String {
 fn audit_where(q: &AuditQuery) -> (Vec<String>, Vec<Bind>) {
     let mut conds = Vec::new();
     let mut binds = Vec::new();
-    for (column, values) in [
+    let mut columns: Vec<(&str, &Vec<String>)> = vec![
         ("id", &q.id),
         ("action", &q.action),
         ("outcome", &q.outcome),
-    ] {
+    ];
+    columns.extend(q.type_code.iter().map(|v| ("type_code", v)));
+    columns.extend(q.subtype.iter().map(|v| ("subtype", v)));
+    for (column, values) in columns {
         if !values.is_empty() {
             let ph = placeholders(values, &mut binds);
             conds.push(format!("l.{column} IN ({ph})"));
