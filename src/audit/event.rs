@@ -127,7 +127,7 @@ impl AuditFacts {
     }
 }
 
-/// Who asked, and through which door.
+/// Reference asked, and through which door.
 #[derive(Debug, Clone, Copy)]
 pub struct Actor<'a> {
     pub principal: &'a Principal,
@@ -187,8 +187,9 @@ struct Identifier<'a> {
     value: &'a str,
 }
 
+/// A FHIR Reference: `agent.who`, `entity.what`, `source.observer`.
 #[derive(Serialize, Default)]
-struct Who<'a> {
+struct Reference<'a> {
     #[serde(skip_serializing_if = "Option::is_none")]
     reference: Option<&'a str>,
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -213,7 +214,7 @@ struct Network<'a> {
 struct Agent<'a> {
     #[serde(rename = "type")]
     kind: Concept<'a>,
-    who: Who<'a>,
+    who: Reference<'a>,
     requestor: bool,
     #[serde(skip_serializing_if = "Vec::is_empty")]
     role: Vec<Text<'a>>,
@@ -223,18 +224,10 @@ struct Agent<'a> {
     network: Option<Network<'a>>,
 }
 
-#[derive(Serialize, Default)]
-struct What<'a> {
-    #[serde(skip_serializing_if = "Option::is_none")]
-    reference: Option<&'a str>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    identifier: Option<Identifier<'a>>,
-}
-
 #[derive(Serialize)]
 struct Entity<'a> {
     #[serde(skip_serializing_if = "Option::is_none")]
-    what: Option<What<'a>>,
+    what: Option<Reference<'a>>,
     #[serde(rename = "type")]
     kind: Coding<'a>,
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -247,9 +240,9 @@ impl<'a> Entity<'a> {
     /// An entity that names a resource (or patient) by reference.
     fn named(reference: &'a str, kind: Coding<'a>, role: Coding<'a>) -> Entity<'a> {
         Entity {
-            what: Some(What {
+            what: Some(Reference {
                 reference: Some(reference),
-                identifier: None,
+                ..Reference::default()
             }),
             kind,
             role: Some(role),
@@ -267,7 +260,7 @@ struct Meta<'a> {
 
 #[derive(Serialize)]
 struct Source<'a> {
-    observer: Who<'a>,
+    observer: Reference<'a>,
     #[serde(rename = "type")]
     kind: [Coding<'a>; 1],
 }
@@ -335,7 +328,7 @@ fn agents<'a>(a: &Actor<'a>, refs: &mut Vec<(&'static str, String)>) -> Vec<Agen
                 "IRCP",
                 Some("information recipient"),
             )),
-            who: Who {
+            who: Reference {
                 reference: p.fhir_user.as_deref(),
                 identifier: p.username.as_deref().map(|value| Identifier {
                     system: Some(USERNAME_SYSTEM),
@@ -361,21 +354,21 @@ fn agents<'a>(a: &Actor<'a>, refs: &mut Vec<(&'static str, String)>) -> Vec<Agen
     let client = match (p.kind, &p.client_id) {
         (_, Some(id)) => {
             refs.push(("agent", id.clone()));
-            Who {
+            Reference {
                 identifier: Some(Identifier {
                     system: Some(CLIENT_ID_SYSTEM),
                     value: id,
                 }),
-                ..Who::default()
+                ..Reference::default()
             }
         }
-        (PrincipalKind::Open, None) => Who {
+        (PrincipalKind::Open, None) => Reference {
             display: Some("local operator (no authorization)"),
-            ..Who::default()
+            ..Reference::default()
         },
-        _ => Who {
+        _ => Reference {
             display: Some("anonymous (no valid token)"),
-            ..Who::default()
+            ..Reference::default()
         },
     };
     out.push(Agent {
@@ -388,9 +381,9 @@ fn agents<'a>(a: &Actor<'a>, refs: &mut Vec<(&'static str, String)>) -> Vec<Agen
     });
     out.push(Agent {
         kind: concept(coding(DCM, "110152", Some("Destination Role ID"))),
-        who: Who {
+        who: Reference {
             display: Some("Vesta"),
-            ..Who::default()
+            ..Reference::default()
         },
         requestor: false,
         role: Vec::new(),
@@ -445,12 +438,12 @@ pub fn build(facts: &AuditFacts, actor: &Actor<'_>, now: Millis) -> AuditRow {
     }
     if !actor.request_id.is_empty() {
         entity.push(Entity {
-            what: Some(What {
-                reference: None,
+            what: Some(Reference {
                 identifier: Some(Identifier {
                     system: None,
                     value: actor.request_id,
                 }),
+                ..Reference::default()
             }),
             kind: coding(BALP_ENTITY, "XrequestId", Some("X-Request-Id")),
             role: None,
@@ -487,9 +480,9 @@ pub fn build(facts: &AuditFacts, actor: &Actor<'_>, now: Millis) -> AuditRow {
         outcome_desc: desc,
         agent,
         source: Source {
-            observer: Who {
+            observer: Reference {
                 display: Some("Vesta"),
-                ..Who::default()
+                ..Reference::default()
             },
             kind: [coding(
                 "http://terminology.hl7.org/CodeSystem/security-source-type",
