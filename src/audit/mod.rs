@@ -100,8 +100,9 @@ async fn writer(store: Store, mut rx: mpsc::Receiver<Job>) {
             }
         }
         let (rows, waiters): (Vec<AuditRow>, Vec<_>) = jobs.into_iter().unzip();
-        let result = store.append_audit(&rows).await;
-        crate::metrics::record_audit_writes(rows.len(), result.is_ok());
+        let count = rows.len();
+        let result = store.append_audit(rows).await;
+        crate::metrics::record_audit_writes(count, result.is_ok());
         if let Err(e) = &result {
             tracing::error!(
                 error_kind = "audit",

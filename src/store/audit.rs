@@ -71,13 +71,76 @@ const SET_HEAD: &str = "UPDATE audit_head SET seq = $1, hash = $2 WHERE one = 1"
 const LINK_COLUMNS: &str =
     "seq, id, recorded_ms, type_code, subtype, action, outcome, content, prev_hash, hash";
 
+/// One record placed in the chain: `(seq, record, previous hash, hash)`.
+type Linked<'a> = (i64, &'a AuditRow, String, String);
+
+/// Places `rows` after the link `(seq, hash)`; also returns the new head.
+fn link(rows: &[AuditRow], mut seq: i64, mut hash: String) -> (Vec<Linked<'_>>, i64, String) {
+    let mut linked = Vec::with_capacity(rows.len());
+    for r in rows {
+        seq += 1;
+        let prev = std::mem::take(&mut hash);
+        hash = crate::audit::chain::link_hash(&prev, seq, &r.fields());
+        linked.push((seq, r, prev, hash.clone()));
+    }
+    (linked, seq, hash)
+}
+
+/// The `audit_ref` keys of `linked` in index order and each once, so the
+/// inserts walk the index forwards and never conflict.
+fn ref_keys<'a>(linked: &[Linked<'a>]) -> Vec<(&'static str, &'a str, i64)> {
+    let mut refs: Vec<(&'static str, &'a str, i64)> = linked
+        .iter()
+        .flat_map(|(seq, r, _, _)| r.refs.iter().map(move |(k, v)| (*k, v.as_str(), *seq)))
+        .collect();
+    refs.sort_unstable();
+    refs.dedup();
+    refs
+}
+
+/// SQLite: appends `rows` in a transaction of their own on the writer
+/// connection, with prepared statements run on the calling thread.
+fn append_sqlite(db: &mut rusqlite::Connection, rows: &[AuditRow]) -> rusqlite::Result<()> {
+    let tx = db.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
+    let (seq, hash): (i64, String) =
+        tx.query_row(HEAD_SQLITE, [], |r| Ok((r.get(0)?, r.get(1)?)))?;
+    let (linked, seq, hash) = link(rows, seq, hash);
+    {
+        let mut insert = tx.prepare(&format!(
+            "INSERT INTO audit_log ({LINK_COLUMNS}) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)"
+        ))?;
+        for (seq, r, prev, hash) in &linked {
+            insert.execute(rusqlite::params![
+                seq,
+                r.id,
+                r.recorded_ms,
+                r.type_code,
+                r.subtype,
+                r.action,
+                r.outcome,
+                r.content,
+                prev,
+                hash
+            ])?;
+        }
+        let mut insert_ref = tx.prepare(
+            "INSERT INTO audit_ref (kind, value, seq) VALUES ($1, $2, $3) ON CONFLICT DO NOTHING",
+        )?;
+        for (kind, value, seq) in ref_keys(&linked) {
+            insert_ref.execute(rusqlite::params![kind, value, seq])?;
+        }
+    }
+    tx.execute(SET_HEAD, rusqlite::params![seq, hash])?;
+    tx.commit()
+}
+
 impl WriteTx {
     /// Appends `rows` to the chain in this transaction; they commit with it.
     pub async fn append_audit(&mut self, rows: &[AuditRow]) -> StoreResult<()> {
         if rows.is_empty() {
             return Ok(());
         }
-        let (mut seq, mut hash): (i64, String) = with_tx!(self, c, pg => {
+        let (seq, hash): (i64, String) = with_tx!(self, c, pg => {
             let row = sqlx::query(if pg { HEAD_PG } else { HEAD_SQLITE })
                 .fetch_one(&mut *c)
                 .await?;
@@ -85,13 +148,7 @@ impl WriteTx {
         });
         // Link every record first, then store them with multi-row inserts
         // (one statement per table and batch, not one per record and reference).
-        let mut linked = Vec::with_capacity(rows.len());
-        for r in rows {
-            seq += 1;
-            let prev = std::mem::take(&mut hash);
-            hash = crate::audit::chain::link_hash(&prev, seq, &r.fields());
-            linked.push((seq, r, prev, hash.clone()));
-        }
+        let (linked, seq, hash) = link(rows, seq, hash);
         let pg = self.is_pg();
         for part in shaped_chunks(&linked, MAX_BINDS_PER_INSERT / 10) {
             let sql = format!(
@@ -116,14 +173,7 @@ impl WriteTx {
                 q.execute(&mut *c).await?;
             });
         }
-        // In index order and each key once: the inserts walk the index
-        // forwards and never conflict.
-        let mut refs: Vec<(&str, &str, i64)> = linked
-            .iter()
-            .flat_map(|(seq, r, _, _)| r.refs.iter().map(move |(k, v)| (*k, v.as_str(), *seq)))
-            .collect();
-        refs.sort_unstable();
-        refs.dedup();
+        let refs = ref_keys(&linked);
         for part in shaped_chunks(&refs, MAX_BINDS_PER_INSERT / 3) {
             let sql = format!(
                 "INSERT INTO audit_ref (kind, value, seq) VALUES {} ON CONFLICT DO NOTHING",
@@ -148,10 +198,19 @@ impl WriteTx {
 pub type AuditPage = Vec<(i64, String)>;
 
 impl Store {
-    /// Appends `rows` in a transaction of their own.
-    pub async fn append_audit(&self, rows: &[AuditRow]) -> StoreResult<()> {
+    /// Appends `rows` in a transaction of their own. On SQLite the whole
+    /// transaction runs on one blocking thread holding the writer connection
+    /// (`sqlite_direct::on_writer`): six statements, no round trips.
+    pub async fn append_audit(&self, rows: Vec<AuditRow>) -> StoreResult<()> {
+        if rows.is_empty() {
+            return Ok(());
+        }
+        if let Db::Sqlite { write, .. } = &self.db {
+            return super::sqlite_direct::on_writer(write, move |db| append_sqlite(db, &rows))
+                .await;
+        }
         let mut tx = self.begin().await?;
-        tx.append_audit(rows).await?;
+        tx.append_audit(&rows).await?;
         tx.commit().await
     }
 

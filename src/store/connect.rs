@@ -101,6 +101,9 @@ const WAL_AUTOCHECKPOINT_PAGES: u32 = 10_000;
 /// The WAL file is truncated back to this size after a checkpoint.
 const WAL_SIZE_LIMIT_BYTES: u64 = 64 * 1024 * 1024;
 
+/// How long a statement waits for SQLite's lock before failing.
+const SQLITE_BUSY_TIMEOUT: Duration = Duration::from_secs(10);
+
 fn sqlite_tuning(connect: SqliteConnectOptions, options: &StoreOptions) -> SqliteConnectOptions {
     connect
         .create_if_missing(true)
@@ -110,7 +113,7 @@ fn sqlite_tuning(connect: SqliteConnectOptions, options: &StoreOptions) -> Sqlit
         } else {
             SqliteSynchronous::Normal
         })
-        .busy_timeout(Duration::from_secs(10))
+        .busy_timeout(SQLITE_BUSY_TIMEOUT)
         .foreign_keys(true)
         .pragma("cache_size", "-65536")
         .pragma("temp_store", "memory")
@@ -133,12 +136,19 @@ async fn open_sqlite(
         .run(&write)
         .await?;
     drop_resource_samples(&write).await?;
+    let direct =
+        super::sqlite_direct::DirectReads::new(connect.get_filename(), SQLITE_BUSY_TIMEOUT)
+            .map(std::sync::Arc::new);
     let read = SqlitePoolOptions::new()
         .max_connections(options.max_connections.max(1))
         .acquire_timeout(acquire)
         .connect_with(connect.read_only(true))
         .await?;
-    Ok(Db::Sqlite { read, write })
+    Ok(Db::Sqlite {
+        read,
+        write,
+        direct,
+    })
 }
 
 /// Removes SQLite's STAT4 samples of the `resources` table (its `sqlite_stat1`

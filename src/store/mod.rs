@@ -13,6 +13,7 @@ mod index_rows;
 mod migrate;
 mod read;
 mod search;
+mod sqlite_direct;
 mod stats;
 mod write;
 
@@ -39,6 +40,9 @@ pub enum StoreError {
     Conflict,
     #[error("database error: {0}")]
     Database(#[from] sqlx::Error),
+    /// From a direct SQLite read (`sqlite_direct`).
+    #[error("database error: {0}")]
+    Sqlite(#[from] rusqlite::Error),
     #[error("migration failed: {0}")]
     Migrate(#[from] sqlx::migrate::MigrateError),
     #[error("{0}")]
@@ -55,6 +59,8 @@ impl StoreError {
             StoreError::Database(sqlx::Error::Io(_)) => "io",
             StoreError::Database(sqlx::Error::Database(_)) => "database",
             StoreError::Database(_) => "driver",
+            StoreError::Sqlite(rusqlite::Error::SqliteFailure(..)) => "database",
+            StoreError::Sqlite(_) => "driver",
             StoreError::Migrate(_) => "migrate",
             StoreError::Setup(_) => "setup",
         }
@@ -99,6 +105,8 @@ enum Db {
     Sqlite {
         read: sqlx::SqlitePool,
         write: sqlx::SqlitePool,
+        /// Point reads on the calling thread; `None` for an in-memory file.
+        direct: Option<std::sync::Arc<sqlite_direct::DirectReads>>,
     },
     Postgres(sqlx::PgPool),
 }
@@ -146,7 +154,7 @@ impl Store {
     /// `(pool name, connections open, idle)` for each pool, for metrics.
     pub fn pool_stats(&self) -> Vec<(&'static str, u32, usize)> {
         match &self.db {
-            Db::Sqlite { read, write } => vec![
+            Db::Sqlite { read, write, .. } => vec![
                 ("sqlite_read", read.size(), read.num_idle()),
                 ("sqlite_write", write.size(), write.num_idle()),
             ],
@@ -174,7 +182,7 @@ impl Store {
     /// Closes every pool, waiting for checked-out connections to come back.
     pub async fn close(&self) {
         match &self.db {
-            Db::Sqlite { read, write } => {
+            Db::Sqlite { read, write, .. } => {
                 // Readers first, so that the writer's checkpoint can move the
                 // whole WAL into the database file: after a clean stop
                 // `vesta.db` alone holds everything (a copied file is a backup).

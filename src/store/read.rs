@@ -1,5 +1,6 @@
 //! Reads: current version, a given version, history pages, and plain listings.
 
+use rusqlite::OptionalExtension;
 use sqlx::{AssertSqlSafe, Row};
 
 use super::{with_db, Current, Db, Store, StoreResult, Version};
@@ -26,6 +27,8 @@ pub struct HistoryEntry {
     pub content: Option<String>,
 }
 
+// SQLite numbers `$N` parameters in order of appearance, so these bind
+// positionally on rusqlite as on sqlx.
 const READ_CURRENT: &str = "SELECT r.rid, r.version, r.last_updated, r.deleted, v.content \
      FROM resources r JOIN resource_versions v ON v.rid = r.rid AND v.version = r.version \
      WHERE r.res_type = $1 AND r.res_id = $2";
@@ -37,6 +40,25 @@ const READ_VERSION: &str = "SELECT v.version, v.last_updated, v.method, v.conten
 impl Store {
     /// The current version of a resource, tombstone included.
     pub async fn read(&self, res_type: &str, res_id: &str) -> StoreResult<Option<Current>> {
+        if let Db::Sqlite {
+            direct: Some(direct),
+            ..
+        } = &self.db
+        {
+            return direct.with(|c| {
+                c.prepare_cached(READ_CURRENT)?
+                    .query_row([res_type, res_id], |row| {
+                        Ok(Current {
+                            rid: row.get(0)?,
+                            version: row.get(1)?,
+                            last_updated: row.get(2)?,
+                            deleted: row.get::<_, i64>(3)? != 0,
+                            content: row.get(4)?,
+                        })
+                    })
+                    .optional()
+            });
+        }
         let row = with_db!(&self.db, pool => {
             sqlx::query(READ_CURRENT)
                 .bind(res_type)
@@ -64,6 +86,24 @@ impl Store {
         res_id: &str,
         version: i64,
     ) -> StoreResult<Option<Version>> {
+        if let Db::Sqlite {
+            direct: Some(direct),
+            ..
+        } = &self.db
+        {
+            return direct.with(|c| {
+                c.prepare_cached(READ_VERSION)?
+                    .query_row(rusqlite::params![res_type, res_id, version], |row| {
+                        Ok(Version {
+                            version: row.get(0)?,
+                            last_updated: row.get(1)?,
+                            method: row.get(2)?,
+                            content: row.get(3)?,
+                        })
+                    })
+                    .optional()
+            });
+        }
         let row = with_db!(&self.db, pool => {
             sqlx::query(READ_VERSION)
                 .bind(res_type)

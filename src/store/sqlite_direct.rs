@@ -1,0 +1,171 @@
+//! SQLite point reads on the calling thread: a small pool of rusqlite
+//! read-only connections beside sqlx's read pool.
+//!
+//! sqlx-sqlite runs each connection on a worker thread of its own, so every
+//! statement is a message to that thread and its rows a message back. For a
+//! read by id that takes microseconds in SQLite, those wake-ups cost more
+//! than the query (docs/PERFORMANCE.md, fifth pass). The queries here are
+//! single-row lookups by primary key or unique index, short enough to run on
+//! an async worker without `spawn_blocking`. Everything else (searches,
+//! history, writes) stays on sqlx.
+
+use std::path::{Path, PathBuf};
+use std::sync::Mutex;
+use std::time::Duration;
+
+use rusqlite::{Connection, OpenFlags};
+
+use super::StoreResult;
+
+/// Connections kept open between reads; more are opened when needed (one
+/// per async worker thread in use at once) and closed past this many.
+const MAX_IDLE: usize = 8;
+/// Page cache of each connection, in KiB (as `PRAGMA cache_size=-N`); point
+/// reads touch a few pages each and the OS keeps the file cached.
+const CACHE_KIB: u32 = 16_384;
+
+/// Read-only connections to one SQLite file.
+pub(super) struct DirectReads {
+    path: PathBuf,
+    busy_timeout: Duration,
+    idle: Mutex<Vec<Connection>>,
+}
+
+impl DirectReads {
+    /// `None` for an in-memory database, which other connections cannot see.
+    pub(super) fn new(path: &Path, busy_timeout: Duration) -> Option<DirectReads> {
+        let name = path.to_string_lossy();
+        if name.is_empty() || name == ":memory:" || name.starts_with("file:") {
+            return None;
+        }
+        Some(DirectReads {
+            path: path.to_path_buf(),
+            busy_timeout,
+            idle: Mutex::new(Vec::new()),
+        })
+    }
+
+    fn connect(&self) -> rusqlite::Result<Connection> {
+        let conn = Connection::open_with_flags(
+            &self.path,
+            OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_NO_MUTEX,
+        )?;
+        conn.busy_timeout(self.busy_timeout)?;
+        conn.pragma_update(None, "cache_size", -i64::from(CACHE_KIB))?;
+        conn.pragma_update(None, "temp_store", "memory")?;
+        Ok(conn)
+    }
+
+    /// Runs `f` on an idle connection (or a new one) and keeps the
+    /// connection for the next read unless `f` failed.
+    pub(super) fn with<T>(
+        &self,
+        f: impl FnOnce(&Connection) -> rusqlite::Result<T>,
+    ) -> StoreResult<T> {
+        let pooled = self.idle.lock().unwrap_or_else(|e| e.into_inner()).pop();
+        let conn = match pooled {
+            Some(c) => c,
+            None => self.connect()?,
+        };
+        let out = f(&conn)?;
+        let mut idle = self.idle.lock().unwrap_or_else(|e| e.into_inner());
+        if idle.len() < MAX_IDLE {
+            idle.push(conn);
+        }
+        Ok(out)
+    }
+}
+
+/// The writer connection's raw handle, sent to the blocking thread that
+/// uses it while sqlx's worker thread is locked out.
+struct RawDb(std::ptr::NonNull<rusqlite::ffi::sqlite3>);
+// SAFETY: SQLite connections are opened in serialized or multi-thread mode
+// and may move between threads; only one thread uses this one at a time
+// (sqlx's worker waits on the handle lock until `LockedSqliteHandle` drops).
+unsafe impl Send for RawDb {}
+
+/// Runs `f` on sqlx's single SQLite writer connection, on a blocking
+/// thread, with the connection's handle locked away from sqlx's worker
+/// thread for the whole call. Writers queue on the pool exactly as for a
+/// `WriteTx`. A connection that `f` leaves inside a transaction is closed,
+/// never returned to the pool.
+pub(super) async fn on_writer<T, F>(write: &sqlx::SqlitePool, f: F) -> StoreResult<T>
+where
+    T: Send + 'static,
+    F: FnOnce(&mut Connection) -> rusqlite::Result<T> + Send + 'static,
+{
+    let conn = write.acquire().await?;
+    let rt = tokio::runtime::Handle::current();
+    // Locking, `f` and unlocking all happen on the blocking thread, so a
+    // cancelled caller can never hand the handle back while it is in use.
+    let joined = tokio::task::spawn_blocking(move || {
+        let mut conn = conn;
+        let out = {
+            let mut locked = rt.block_on(conn.lock_handle())?;
+            let raw = RawDb(locked.as_raw_handle());
+            // SAFETY: the handle is valid and exclusively ours while `locked`
+            // lives; `from_handle` does not close it when dropped.
+            let mut db = unsafe { Connection::from_handle(raw.0.as_ptr()) }?;
+            let out = f(&mut db);
+            let clean = db.is_autocommit();
+            drop(db);
+            drop(locked);
+            if !clean {
+                conn.close_on_drop();
+            }
+            out
+        };
+        Ok::<_, super::StoreError>((conn, out))
+    })
+    .await;
+    match joined {
+        Ok(Ok((conn, out))) => {
+            // Returned to the pool here, on the runtime.
+            drop(conn);
+            Ok(out?)
+        }
+        Ok(Err(e)) => Err(e),
+        Err(_) => Err(super::StoreError::Setup(
+            "the SQLite writer thread failed".into(),
+        )),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn in_memory_databases_have_no_direct_reads() {
+        let t = Duration::from_secs(1);
+        assert!(DirectReads::new(Path::new(":memory:"), t).is_none());
+        assert!(DirectReads::new(Path::new("file:sqlx-in-memory-1"), t).is_none());
+        assert!(DirectReads::new(Path::new("/tmp/x/vesta.db"), t).is_some());
+    }
+
+    #[test]
+    fn reads_see_committed_rows_and_reuse_connections() {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let path = dir.path().join("t.db");
+        let w = Connection::open(&path).expect("open");
+        w.execute_batch("PRAGMA journal_mode=WAL; CREATE TABLE t (k TEXT PRIMARY KEY, v INTEGER);")
+            .expect("schema");
+        let reads = DirectReads::new(&path, Duration::from_secs(1)).expect("file database");
+        let get = |k: &str| {
+            reads.with(|c| {
+                use rusqlite::OptionalExtension;
+                c.prepare_cached("SELECT v FROM t WHERE k = ?1")?
+                    .query_row([k], |r| r.get::<_, i64>(0))
+                    .optional()
+            })
+        };
+        assert_eq!(get("a").expect("read"), None);
+        w.execute("INSERT INTO t VALUES ('a', 7)", [])
+            .expect("insert");
+        assert_eq!(get("a").expect("read"), Some(7));
+        assert_eq!(reads.idle.lock().expect("lock").len(), 1);
+        // A read-only connection refuses writes.
+        let refused = reads.with(|c| c.execute("INSERT INTO t VALUES ('b', 1)", []));
+        assert!(refused.is_err());
+    }
+}
