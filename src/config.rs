@@ -362,6 +362,7 @@ impl Settings {
             max_connections: self.max_connections,
             acquire_timeout_ms: self.acquire_timeout_ms,
             sqlite_sync_full: self.sqlite_sync_full,
+            sqlite_writer_cache_kib: crate::store::SERVER_WRITER_CACHE_KIB,
         }
     }
 }

@@ -41,7 +41,16 @@ pub const TLS_HANDSHAKE_TIMEOUT_S: u64 = 10;
 
 /// Opens the store and builds the FHIR service for `settings`, with `base_url` as its base.
 pub async fn open_service(settings: &Settings, base_url: String) -> anyhow::Result<FhirService> {
-    let store = Store::open(&settings.store_options()).await?;
+    open_service_with(settings, settings.store_options(), base_url).await
+}
+
+/// [`open_service`] on a store opened with `options`.
+pub async fn open_service_with(
+    settings: &Settings,
+    options: crate::store::StoreOptions,
+    base_url: String,
+) -> anyhow::Result<FhirService> {
+    let store = Store::open(&options).await?;
     let mut service = FhirService::new(store, settings.limits.clone(), base_url);
     service.set_consent(settings.consent_settings());
     // Stored SearchParameters put in force by an earlier reindex stay in force.

@@ -17,7 +17,7 @@ use crate::service::import::{
     classify_bundle, validate_for_import, BundleImport, ImportCounts, ValidResource, IMPORT_CHUNK,
 };
 use crate::service::{Ctx, FhirService, Interaction, Preference};
-use crate::startup::open_service;
+use crate::startup::open_service_with;
 
 /// Longest NDJSON line accepted (one resource), in bytes.
 pub const MAX_LINE_BYTES: usize = 64 * 1024 * 1024;
@@ -240,7 +240,11 @@ async fn import_document(
 
 /// Imports every file, printing a final count and rate.
 pub async fn run(settings: &Settings, files: &[PathBuf], quiet: bool) -> anyhow::Result<()> {
-    let service = open_service(settings, "urn:vesta:import".into()).await?;
+    let options = crate::store::StoreOptions {
+        sqlite_writer_cache_kib: crate::store::IMPORT_WRITER_CACHE_KIB,
+        ..settings.store_options()
+    };
+    let service = open_service_with(settings, options, "urn:vesta:import".into()).await?;
     let total_bytes: u64 = files
         .iter()
         .filter_map(|f| std::fs::metadata(f).ok())

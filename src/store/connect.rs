@@ -39,7 +39,23 @@ pub struct StoreOptions {
     /// SQLite only: `true` syncs the WAL on every commit (survives power loss,
     /// not only a process crash).
     pub sqlite_sync_full: bool,
+    /// SQLite only: page cache of the one writer connection, in KiB.
+    pub sqlite_writer_cache_kib: u32,
 }
+
+/// The writer's page cache for a server: small, because SQLite walks the
+/// whole cache at the end of almost every write transaction. Its B-tree
+/// balancing renumbers pages through the lock-byte page (page 262,145), which
+/// lifts the cache's highest page number far past the file's end, so the
+/// commit's truncation scans every hash slot instead of the last few. With
+/// many small commits (the audit records of reads) that scan cost more than
+/// the cache saved (docs/PERFORMANCE.md, fifth pass).
+pub const SERVER_WRITER_CACHE_KIB: u32 = 8 * 1024;
+/// The writer's page cache for `vesta import`: a few large commits, each
+/// touching many index pages.
+pub const IMPORT_WRITER_CACHE_KIB: u32 = 64 * 1024;
+/// Page cache of each sqlx read connection (searches), in KiB.
+const READER_CACHE_KIB: u32 = 64 * 1024;
 
 /// File name of the SQLite database inside the data folder.
 pub const SQLITE_FILE: &str = "vesta.db";
@@ -115,7 +131,7 @@ fn sqlite_tuning(connect: SqliteConnectOptions, options: &StoreOptions) -> Sqlit
         })
         .busy_timeout(SQLITE_BUSY_TIMEOUT)
         .foreign_keys(true)
-        .pragma("cache_size", "-65536")
+        .pragma("cache_size", format!("-{READER_CACHE_KIB}"))
         .pragma("temp_store", "memory")
         .pragma("wal_autocheckpoint", WAL_AUTOCHECKPOINT_PAGES.to_string())
         .pragma("journal_size_limit", WAL_SIZE_LIMIT_BYTES.to_string())
@@ -130,7 +146,10 @@ async fn open_sqlite(
         .max_connections(1)
         // Writers queue here one behind another, so allow a longer wait.
         .acquire_timeout(acquire.max(Duration::from_secs(30)))
-        .connect_with(connect.clone())
+        .connect_with(connect.clone().pragma(
+            "cache_size",
+            format!("-{}", options.sqlite_writer_cache_kib),
+        ))
         .await?;
     migrate::migrator(super::Backend::Sqlite)
         .run(&write)

@@ -20,7 +20,7 @@ mod write;
 pub use audit::{AuditLink, AuditQuery, AuditRow};
 pub use auth_state::{AuthRecord, LIVE, REVOKED, USED};
 pub use changes::{Topic, MAX_STALE_MS, REFRESH_EVERY_MS};
-pub use connect::{Backend, StoreOptions};
+pub use connect::{Backend, StoreOptions, IMPORT_WRITER_CACHE_KIB, SERVER_WRITER_CACHE_KIB};
 pub use index_rows::{
     CompositeRow, DateRow, FulltextRow, IndexRows, NumberRow, QuantityRow, ReferenceRow, StringRow,
     TokenRow, UriRow,
