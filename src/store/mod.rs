@@ -182,11 +182,18 @@ impl Store {
     /// Closes every pool, waiting for checked-out connections to come back.
     pub async fn close(&self) {
         match &self.db {
-            Db::Sqlite { read, write, .. } => {
+            Db::Sqlite {
+                read,
+                write,
+                direct,
+            } => {
                 // Readers first, so that the writer's checkpoint can move the
                 // whole WAL into the database file: after a clean stop
                 // `vesta.db` alone holds everything (a copied file is a backup).
                 read.close().await;
+                if let Some(direct) = direct {
+                    direct.close();
+                }
                 if let Err(e) = sqlx::query("PRAGMA wal_checkpoint(TRUNCATE)")
                     .execute(write)
                     .await

@@ -37,6 +37,21 @@ const READ_VERSION: &str = "SELECT v.version, v.last_updated, v.method, v.conten
      FROM resources r JOIN resource_versions v ON v.rid = r.rid \
      WHERE r.res_type = $1 AND r.res_id = $2 AND v.version = $3";
 
+/// A [`Current`] from a `READ_CURRENT` row, with the driver's column getter
+/// (`get` on rusqlite, `try_get` on sqlx).
+macro_rules! current_row {
+    ($row:ident . $get:ident) => {{
+        let deleted: i64 = $row.$get(3)?;
+        Current {
+            rid: $row.$get(0)?,
+            version: $row.$get(1)?,
+            last_updated: $row.$get(2)?,
+            deleted: deleted != 0,
+            content: $row.$get(4)?,
+        }
+    }};
+}
+
 impl Store {
     /// The current version of a resource, tombstone included.
     pub async fn read(&self, res_type: &str, res_id: &str) -> StoreResult<Option<Current>> {
@@ -47,15 +62,7 @@ impl Store {
         {
             return direct.with(|c| {
                 c.prepare_cached(READ_CURRENT)?
-                    .query_row([res_type, res_id], |row| {
-                        Ok(Current {
-                            rid: row.get(0)?,
-                            version: row.get(1)?,
-                            last_updated: row.get(2)?,
-                            deleted: row.get::<_, i64>(3)? != 0,
-                            content: row.get(4)?,
-                        })
-                    })
+                    .query_row([res_type, res_id], |row| Ok(current_row!(row.get)))
                     .optional()
             });
         }
@@ -65,15 +72,7 @@ impl Store {
                 .bind(res_id)
                 .fetch_optional(pool)
                 .await?
-                .map(|row| -> Result<Current, sqlx::Error> {
-                    Ok(Current {
-                        rid: row.try_get(0)?,
-                        version: row.try_get(1)?,
-                        last_updated: row.try_get(2)?,
-                        deleted: row.try_get::<i64, _>(3)? != 0,
-                        content: row.try_get(4)?,
-                    })
-                })
+                .map(|row| -> Result<Current, sqlx::Error> { Ok(current_row!(row.try_get)) })
                 .transpose()?
         });
         Ok(row)

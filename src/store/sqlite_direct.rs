@@ -10,6 +10,7 @@
 //! history, writes) stays on sqlx.
 
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Mutex;
 use std::time::Duration;
 
@@ -29,6 +30,8 @@ pub(super) struct DirectReads {
     path: PathBuf,
     busy_timeout: Duration,
     idle: Mutex<Vec<Connection>>,
+    /// Set by `close`: connections are no longer kept after a read.
+    closed: AtomicBool,
 }
 
 impl DirectReads {
@@ -42,6 +45,7 @@ impl DirectReads {
             path: path.to_path_buf(),
             busy_timeout,
             idle: Mutex::new(Vec::new()),
+            closed: AtomicBool::new(false),
         })
     }
 
@@ -54,6 +58,13 @@ impl DirectReads {
         conn.pragma_update(None, "cache_size", -i64::from(CACHE_KIB))?;
         conn.pragma_update(None, "temp_store", "memory")?;
         Ok(conn)
+    }
+
+    /// Closes the idle connections; a read in flight closes its own when
+    /// it ends.
+    pub(super) fn close(&self) {
+        self.closed.store(true, Ordering::Release);
+        self.idle.lock().unwrap_or_else(|e| e.into_inner()).clear();
     }
 
     /// Runs `f` on an idle connection (or a new one) and keeps the
@@ -69,7 +80,7 @@ impl DirectReads {
         };
         let out = f(&conn)?;
         let mut idle = self.idle.lock().unwrap_or_else(|e| e.into_inner());
-        if idle.len() < MAX_IDLE {
+        if idle.len() < MAX_IDLE && !self.closed.load(Ordering::Acquire) {
             idle.push(conn);
         }
         Ok(out)
@@ -167,5 +178,9 @@ mod tests {
         // A read-only connection refuses writes.
         let refused = reads.with(|c| c.execute("INSERT INTO t VALUES ('b', 1)", []));
         assert!(refused.is_err());
+        // After close, reads still answer but keep no connection open.
+        reads.close();
+        assert_eq!(get("a").expect("read"), Some(7));
+        assert_eq!(reads.idle.lock().expect("lock").len(), 0);
     }
 }
