@@ -97,14 +97,26 @@ impl ServiceError {
     }
 }
 
+/// The database is there but cannot answer now (pool exhausted, I/O, SQLite
+/// busy or locked past its timeout): 503, worth a retry.
+fn unavailable(e: &StoreError) -> bool {
+    match e {
+        StoreError::Database(sqlx::Error::PoolTimedOut | sqlx::Error::Io(_)) => true,
+        StoreError::Sqlite(rusqlite::Error::SqliteFailure(f, _)) => matches!(
+            f.code,
+            rusqlite::ErrorCode::DatabaseBusy | rusqlite::ErrorCode::DatabaseLocked
+        ),
+        _ => false,
+    }
+}
+
 impl From<StoreError> for ServiceError {
     fn from(e: StoreError) -> Self {
         match e {
             StoreError::Conflict => {
                 ServiceError::conflict("a concurrent request wrote the same resource; retry")
             }
-            StoreError::Database(sqlx::Error::PoolTimedOut)
-            | StoreError::Database(sqlx::Error::Io(_)) => {
+            e if unavailable(&e) => {
                 tracing::warn!(kind = "database_unavailable", "database unavailable");
                 ServiceError::unavailable()
             }
@@ -114,11 +126,38 @@ impl From<StoreError> for ServiceError {
                     StoreError::Database(sqlx::Error::Database(db)) => {
                         db.code().map(|c| c.to_string()).unwrap_or_default()
                     }
+                    StoreError::Sqlite(rusqlite::Error::SqliteFailure(f, _)) => {
+                        f.extended_code.to_string()
+                    }
                     _ => String::new(),
                 };
                 tracing::error!(kind = "database_error", code = %code, "storage failure");
                 ServiceError::internal()
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn sqlite_failure(code: i32) -> StoreError {
+        StoreError::Sqlite(rusqlite::Error::SqliteFailure(
+            rusqlite::ffi::Error::new(code),
+            None,
+        ))
+    }
+
+    #[test]
+    fn busy_sqlite_is_unavailable_and_other_failures_internal() {
+        let busy = ServiceError::from(sqlite_failure(rusqlite::ffi::SQLITE_BUSY));
+        assert_eq!(busy.status, 503);
+        let locked = ServiceError::from(sqlite_failure(rusqlite::ffi::SQLITE_LOCKED));
+        assert_eq!(locked.status, 503);
+        let corrupt = ServiceError::from(sqlite_failure(rusqlite::ffi::SQLITE_CORRUPT));
+        assert_eq!(corrupt.status, 500);
+        let timeout = ServiceError::from(StoreError::Database(sqlx::Error::PoolTimedOut));
+        assert_eq!(timeout.status, 503);
     }
 }

@@ -40,7 +40,7 @@ pub enum StoreError {
     Conflict,
     #[error("database error: {0}")]
     Database(#[from] sqlx::Error),
-    /// From a direct SQLite read (`sqlite_direct`).
+    /// From rusqlite (`sqlite_direct`: reads by id, the audit append).
     #[error("database error: {0}")]
     Sqlite(#[from] rusqlite::Error),
     #[error("migration failed: {0}")]
