@@ -1,5 +1,7 @@
-//! SQLite point reads on the calling thread: a small pool of rusqlite
-//! read-only connections beside sqlx's read pool.
+//! SQLite through rusqlite where sqlx's thread hand-offs cost more than the
+//! work: point reads on the calling thread (a small pool of read-only
+//! connections beside sqlx's read pool), and whole transactions on sqlx's
+//! writer connection with its handle locked (`on_writer`).
 //!
 //! sqlx-sqlite runs each connection on a worker thread of its own, so every
 //! statement is a message to that thread and its rows a message back. For a
@@ -87,14 +89,6 @@ impl DirectReads {
     }
 }
 
-/// The writer connection's raw handle, sent to the blocking thread that
-/// uses it while sqlx's worker thread is locked out.
-struct RawDb(std::ptr::NonNull<rusqlite::ffi::sqlite3>);
-// SAFETY: SQLite connections are opened in serialized or multi-thread mode
-// and may move between threads; only one thread uses this one at a time
-// (sqlx's worker waits on the handle lock until `LockedSqliteHandle` drops).
-unsafe impl Send for RawDb {}
-
 /// Runs `f` on sqlx's single SQLite writer connection, on a blocking
 /// thread, with the connection's handle locked away from sqlx's worker
 /// thread for the whole call. Writers queue on the pool exactly as for a
@@ -113,10 +107,10 @@ where
         let mut conn = conn;
         let out = {
             let mut locked = rt.block_on(conn.lock_handle())?;
-            let raw = RawDb(locked.as_raw_handle());
-            // SAFETY: the handle is valid and exclusively ours while `locked`
-            // lives; `from_handle` does not close it when dropped.
-            let mut db = unsafe { Connection::from_handle(raw.0.as_ptr()) }?;
+            // SAFETY: the handle is valid and used by this thread alone while
+            // `locked` lives (sqlx's worker waits on the lock); `db` is dropped
+            // before `locked`, and `from_handle` does not close the handle.
+            let mut db = unsafe { Connection::from_handle(locked.as_raw_handle().as_ptr()) }?;
             let out = f(&mut db);
             let clean = db.is_autocommit();
             drop(db);
