@@ -15,7 +15,7 @@ use std::sync::OnceLock;
 
 use tokio::sync::{mpsc, oneshot};
 
-use crate::store::{AuditRow, Store};
+use crate::store::{AuditRow, Backend, Store, StoreResult};
 
 /// Records waiting for the writer; a full queue makes callers wait.
 const AUDIT_QUEUE: usize = 4_096;
@@ -88,30 +88,89 @@ impl AuditLog {
     }
 }
 
-/// The group-commit loop: takes what is queued (up to a batch), appends it
-/// in one transaction, and answers every caller.
-async fn writer(store: Store, mut rx: mpsc::Receiver<Job>) {
-    while let Some(first) = rx.recv().await {
-        let mut jobs = vec![first];
-        while jobs.len() < MAX_AUDIT_BATCH {
-            match rx.try_recv() {
-                Ok(j) => jobs.push(j),
-                Err(_) => break,
-            }
+/// Most batches one SQLite writer session commits before it lets other
+/// writers (resource writes) take the connection.
+const MAX_SESSION_BATCHES: usize = 8;
+/// Longest a SQLite writer session keeps taking new batches.
+const MAX_SESSION: std::time::Duration = std::time::Duration::from_millis(20);
+
+/// `first` and what else is queued, up to a batch.
+fn take_batch(first: Job, rx: &mut mpsc::Receiver<Job>) -> Vec<Job> {
+    let mut jobs = vec![first];
+    while jobs.len() < MAX_AUDIT_BATCH {
+        match rx.try_recv() {
+            Ok(j) => jobs.push(j),
+            Err(_) => break,
         }
-        let (rows, waiters): (Vec<AuditRow>, Vec<_>) = jobs.into_iter().unzip();
-        let count = rows.len();
-        let result = store.append_audit(rows).await;
-        crate::metrics::record_audit_writes(count, result.is_ok());
-        if let Err(e) = &result {
+    }
+    jobs
+}
+
+/// Answers every caller of a batch of `count` records with `result`.
+fn answer(
+    waiters: Vec<oneshot::Sender<Result<(), AuditError>>>,
+    count: usize,
+    result: StoreResult<()>,
+) {
+    crate::metrics::record_audit_writes(count, result.is_ok());
+    if let Err(e) = &result {
+        tracing::error!(
+            error_kind = "audit",
+            "audit append failed: {}",
+            e.kind_name()
+        );
+    }
+    for w in waiters {
+        let _ = w.send(result.as_ref().map(|_| ()).map_err(|_| AuditError));
+    }
+}
+
+/// The group-commit loop: takes what is queued (up to a batch), appends it
+/// in one transaction, and answers every caller. On SQLite the writer
+/// connection is held for a session that commits batch after batch while
+/// more are queued (at most [`MAX_SESSION_BATCHES`] or [`MAX_SESSION`]),
+/// answering each batch as soon as it commits; a session that cannot start
+/// drops its batch, which fails those requests (fail closed).
+async fn writer(store: Store, rx: mpsc::Receiver<Job>) {
+    let queue = std::sync::Arc::new(tokio::sync::Mutex::new(rx));
+    loop {
+        let jobs = {
+            let mut q = queue.lock().await;
+            let Some(first) = q.recv().await else { return };
+            take_batch(first, &mut q)
+        };
+        if store.backend() != Backend::Sqlite {
+            let (rows, waiters): (Vec<AuditRow>, Vec<_>) = jobs.into_iter().unzip();
+            let count = rows.len();
+            answer(waiters, count, store.append_audit(rows).await);
+            continue;
+        }
+        let q = queue.clone();
+        let session = store
+            .audit_session(move |append| {
+                let started = std::time::Instant::now();
+                let mut jobs = jobs;
+                for round in 1..=MAX_SESSION_BATCHES {
+                    let (rows, waiters): (Vec<AuditRow>, Vec<_>) = jobs.into_iter().unzip();
+                    answer(waiters, rows.len(), append(&rows));
+                    if round == MAX_SESSION_BATCHES || started.elapsed() >= MAX_SESSION {
+                        break;
+                    }
+                    // The task awaits this session, so the queue is free.
+                    let mut q = q.blocking_lock();
+                    match q.try_recv() {
+                        Ok(first) => jobs = take_batch(first, &mut q),
+                        Err(_) => break,
+                    }
+                }
+            })
+            .await;
+        if let Some(Err(e)) = session {
             tracing::error!(
                 error_kind = "audit",
-                "audit append failed: {}",
+                "audit writer session failed: {}",
                 e.kind_name()
             );
-        }
-        for w in waiters {
-            let _ = w.send(result.as_ref().map(|_| ()).map_err(|_| AuditError));
         }
     }
 }

@@ -214,6 +214,29 @@ impl Store {
         tx.commit().await
     }
 
+    /// SQLite only (`None` on PostgreSQL): runs `session` on a blocking
+    /// thread with the writer connection held, giving it a function that
+    /// appends one batch in a transaction of its own. Consecutive batches
+    /// then cost one hand-over of the writer instead of one each; `session`
+    /// decides when to let other writers in.
+    pub async fn audit_session<T, F>(&self, session: F) -> Option<StoreResult<T>>
+    where
+        T: Send + 'static,
+        F: FnOnce(&mut dyn FnMut(&[AuditRow]) -> StoreResult<()>) -> T + Send + 'static,
+    {
+        let Db::Sqlite { write, .. } = &self.db else {
+            return None;
+        };
+        Some(
+            super::sqlite_direct::on_writer(write, move |db| {
+                let mut append =
+                    |rows: &[AuditRow]| -> StoreResult<()> { Ok(append_sqlite(db, rows)?) };
+                Ok(session(&mut append))
+            })
+            .await,
+        )
+    }
+
     /// `(recorded_ms, JSON)` of the AuditEvent with this id.
     pub async fn audit_read(&self, id: &str) -> StoreResult<Option<(Millis, String)>> {
         let found: Option<(Millis, String)> = with_db!(&self.db, c => {
