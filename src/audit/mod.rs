@@ -141,8 +141,8 @@ async fn writer(store: Store, rx: mpsc::Receiver<Job>) {
         };
         if store.backend() != Backend::Sqlite {
             let (rows, waiters): (Vec<AuditRow>, Vec<_>) = jobs.into_iter().unzip();
-            let count = rows.len();
-            answer(waiters, count, store.append_audit(rows).await);
+            let result = store.append_audit(&rows).await;
+            answer(waiters, rows.len(), result);
             continue;
         }
         let q = queue.clone();

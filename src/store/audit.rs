@@ -198,19 +198,11 @@ impl WriteTx {
 pub type AuditPage = Vec<(i64, String)>;
 
 impl Store {
-    /// Appends `rows` in a transaction of their own. On SQLite the whole
-    /// transaction runs on one blocking thread holding the writer connection
-    /// (`sqlite_direct::on_writer`): six statements, no round trips.
-    pub async fn append_audit(&self, rows: Vec<AuditRow>) -> StoreResult<()> {
-        if rows.is_empty() {
-            return Ok(());
-        }
-        if let Db::Sqlite { write, .. } = &self.db {
-            return super::sqlite_direct::on_writer(write, move |db| append_sqlite(db, &rows))
-                .await;
-        }
+    /// Appends `rows` in a transaction of their own (the group-commit
+    /// writer on PostgreSQL; on SQLite it uses [`Store::audit_session`]).
+    pub async fn append_audit(&self, rows: &[AuditRow]) -> StoreResult<()> {
         let mut tx = self.begin().await?;
-        tx.append_audit(&rows).await?;
+        tx.append_audit(rows).await?;
         tx.commit().await
     }
 
