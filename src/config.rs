@@ -363,6 +363,7 @@ impl Settings {
             acquire_timeout_ms: self.acquire_timeout_ms,
             sqlite_sync_full: self.sqlite_sync_full,
             sqlite_writer_cache_kib: crate::store::SERVER_WRITER_CACHE_KIB,
+            sqlite_background_checkpoint: true,
         }
     }
 }

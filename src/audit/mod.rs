@@ -128,7 +128,8 @@ fn answer(
 /// The group-commit loop: takes what is queued (up to a batch), appends it
 /// in one transaction, and answers every caller. On SQLite the writer
 /// connection is held for a session that commits batch after batch while
-/// more are queued (at most [`MAX_SESSION_BATCHES`] or [`MAX_SESSION`]),
+/// more are queued (at most [`MAX_SESSION_BATCHES`] or [`MAX_SESSION`], and
+/// no longer once the WAL checkpointer waits for the writer),
 /// answering each batch as soon as it commits; a session that cannot start
 /// drops its batch, which fails those requests (fail closed).
 async fn writer(store: Store, rx: mpsc::Receiver<Job>) {
@@ -147,13 +148,16 @@ async fn writer(store: Store, rx: mpsc::Receiver<Job>) {
         }
         let q = queue.clone();
         let session = store
-            .audit_session(move |append| {
+            .audit_session(move |append, writer_wanted| {
                 let started = std::time::Instant::now();
                 let mut jobs = jobs;
                 for round in 1..=MAX_SESSION_BATCHES {
                     let (rows, waiters): (Vec<AuditRow>, Vec<_>) = jobs.into_iter().unzip();
                     answer(waiters, rows.len(), append(&rows));
-                    if round == MAX_SESSION_BATCHES || started.elapsed() >= MAX_SESSION {
+                    if round == MAX_SESSION_BATCHES
+                        || started.elapsed() >= MAX_SESSION
+                        || writer_wanted()
+                    {
                         break;
                     }
                     // The task awaits this session, so the queue is free.

@@ -242,6 +242,7 @@ async fn import_document(
 pub async fn run(settings: &Settings, files: &[PathBuf], quiet: bool) -> anyhow::Result<()> {
     let options = crate::store::StoreOptions {
         sqlite_writer_cache_kib: crate::store::IMPORT_WRITER_CACHE_KIB,
+        sqlite_background_checkpoint: false,
         ..settings.store_options()
     };
     let service = open_service_with(settings, options, "urn:vesta:import".into()).await?;

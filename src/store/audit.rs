@@ -208,22 +208,36 @@ impl Store {
 
     /// SQLite only (`None` on PostgreSQL): runs `session` on a blocking
     /// thread with the writer connection held, giving it a function that
-    /// appends one batch in a transaction of its own. Consecutive batches
+    /// appends one batch in a transaction of its own, and one that tells
+    /// when the WAL checkpointer waits for the writer. Consecutive batches
     /// then cost one hand-over of the writer instead of one each; `session`
     /// decides when to let other writers in.
     pub async fn audit_session<T, F>(&self, session: F) -> Option<StoreResult<T>>
     where
         T: Send + 'static,
-        F: FnOnce(&mut dyn FnMut(&[AuditRow]) -> StoreResult<()>) -> T + Send + 'static,
+        F: FnOnce(&mut dyn FnMut(&[AuditRow]) -> StoreResult<()>, &dyn Fn() -> bool) -> T
+            + Send
+            + 'static,
     {
-        let Db::Sqlite { write, .. } = &self.db else {
+        let Db::Sqlite {
+            write,
+            checkpointer,
+            ..
+        } = &self.db
+        else {
             return None;
         };
+        let wanted = checkpointer.as_ref().map(|c| c.wants_writer());
         Some(
             super::sqlite_direct::on_writer(write, move |db| {
                 let mut append =
                     |rows: &[AuditRow]| -> StoreResult<()> { Ok(append_sqlite(db, rows)?) };
-                Ok(session(&mut append))
+                let writer_wanted = || {
+                    wanted
+                        .as_ref()
+                        .is_some_and(|w| w.load(std::sync::atomic::Ordering::Acquire))
+                };
+                Ok(session(&mut append, &writer_wanted))
             })
             .await,
         )

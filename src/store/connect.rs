@@ -41,6 +41,9 @@ pub struct StoreOptions {
     pub sqlite_sync_full: bool,
     /// SQLite only: page cache of the one writer connection, in KiB.
     pub sqlite_writer_cache_kib: u32,
+    /// SQLite only: checkpoint the WAL on a task of its own (a server)
+    /// instead of inside the commit that fills it (`vesta import`).
+    pub sqlite_background_checkpoint: bool,
 }
 
 /// The writer's page cache for a server: small, because SQLite walks the
@@ -142,22 +145,42 @@ async fn open_sqlite(
     options: &StoreOptions,
     acquire: Duration,
 ) -> StoreResult<Db> {
+    let file = super::sqlite_direct::plain_file(connect.get_filename());
+    let background = options.sqlite_background_checkpoint && file.is_some();
+    let mut writer = connect.clone().pragma(
+        "cache_size",
+        format!("-{}", options.sqlite_writer_cache_kib),
+    );
+    if background {
+        writer = writer.pragma(
+            "wal_autocheckpoint",
+            super::sqlite_checkpoint::WRITER_FALLBACK_PAGES.to_string(),
+        );
+    }
     let write = SqlitePoolOptions::new()
         .max_connections(1)
         // Writers queue here one behind another, so allow a longer wait.
         .acquire_timeout(acquire.max(Duration::from_secs(30)))
-        .connect_with(connect.clone().pragma(
-            "cache_size",
-            format!("-{}", options.sqlite_writer_cache_kib),
-        ))
+        .connect_with(writer)
         .await?;
     migrate::migrator(super::Backend::Sqlite)
         .run(&write)
         .await?;
     drop_resource_samples(&write).await?;
-    let direct =
-        super::sqlite_direct::DirectReads::new(connect.get_filename(), SQLITE_BUSY_TIMEOUT)
-            .map(std::sync::Arc::new);
+    let direct = file
+        .map(|path| super::sqlite_direct::DirectReads::new(path, SQLITE_BUSY_TIMEOUT))
+        .map(std::sync::Arc::new);
+    let checkpointer = match file {
+        Some(path) if background => Some(std::sync::Arc::new(
+            super::sqlite_checkpoint::Checkpointer::start(
+                path,
+                write.clone(),
+                options.sqlite_sync_full,
+                super::sqlite_checkpoint::LIMITS,
+            )?,
+        )),
+        _ => None,
+    };
     let read = SqlitePoolOptions::new()
         .max_connections(options.max_connections.max(1))
         .acquire_timeout(acquire)
@@ -167,6 +190,7 @@ async fn open_sqlite(
         read,
         write,
         direct,
+        checkpointer,
     })
 }
 

@@ -13,6 +13,7 @@ mod index_rows;
 mod migrate;
 mod read;
 mod search;
+mod sqlite_checkpoint;
 mod sqlite_direct;
 mod stats;
 mod write;
@@ -107,6 +108,9 @@ enum Db {
         write: sqlx::SqlitePool,
         /// Point reads on the calling thread; `None` for an in-memory file.
         direct: Option<std::sync::Arc<sqlite_direct::DirectReads>>,
+        /// WAL checkpoints off the commit path; `None` where the writer
+        /// checkpoints itself (`vesta import`, an in-memory file).
+        checkpointer: Option<std::sync::Arc<sqlite_checkpoint::Checkpointer>>,
     },
     Postgres(sqlx::PgPool),
 }
@@ -186,7 +190,11 @@ impl Store {
                 read,
                 write,
                 direct,
+                checkpointer,
             } => {
+                if let Some(checkpointer) = checkpointer {
+                    checkpointer.stop().await;
+                }
                 // Readers first, so that the writer's checkpoint can move the
                 // whole WAL into the database file: after a clean stop
                 // `vesta.db` alone holds everything (a copied file is a backup).

@@ -36,19 +36,25 @@ pub(super) struct DirectReads {
     closed: AtomicBool,
 }
 
+/// `Some(path)` when `path` names a file that other connections can open
+/// (`None` for an in-memory database).
+pub(super) fn plain_file(path: &Path) -> Option<&Path> {
+    let name = path.to_string_lossy();
+    if name.is_empty() || name == ":memory:" || name.starts_with("file:") {
+        return None;
+    }
+    Some(path)
+}
+
 impl DirectReads {
-    /// `None` for an in-memory database, which other connections cannot see.
-    pub(super) fn new(path: &Path, busy_timeout: Duration) -> Option<DirectReads> {
-        let name = path.to_string_lossy();
-        if name.is_empty() || name == ":memory:" || name.starts_with("file:") {
-            return None;
-        }
-        Some(DirectReads {
+    /// Read-only connections to the file at `path` (see [`plain_file`]).
+    pub(super) fn new(path: &Path, busy_timeout: Duration) -> DirectReads {
+        DirectReads {
             path: path.to_path_buf(),
             busy_timeout,
             idle: Mutex::new(Vec::new()),
             closed: AtomicBool::new(false),
-        })
+        }
     }
 
     fn connect(&self) -> rusqlite::Result<Connection> {
@@ -141,11 +147,10 @@ mod tests {
     use super::*;
 
     #[test]
-    fn in_memory_databases_have_no_direct_reads() {
-        let t = Duration::from_secs(1);
-        assert!(DirectReads::new(Path::new(":memory:"), t).is_none());
-        assert!(DirectReads::new(Path::new("file:sqlx-in-memory-1"), t).is_none());
-        assert!(DirectReads::new(Path::new("/tmp/x/vesta.db"), t).is_some());
+    fn in_memory_databases_are_not_plain_files() {
+        assert!(plain_file(Path::new(":memory:")).is_none());
+        assert!(plain_file(Path::new("file:sqlx-in-memory-1")).is_none());
+        assert!(plain_file(Path::new("/tmp/x/vesta.db")).is_some());
     }
 
     #[test]
@@ -155,7 +160,7 @@ mod tests {
         let w = Connection::open(&path).expect("open");
         w.execute_batch("PRAGMA journal_mode=WAL; CREATE TABLE t (k TEXT PRIMARY KEY, v INTEGER);")
             .expect("schema");
-        let reads = DirectReads::new(&path, Duration::from_secs(1)).expect("file database");
+        let reads = DirectReads::new(&path, Duration::from_secs(1));
         let get = |k: &str| {
             reads.with(|c| {
                 use rusqlite::OptionalExtension;
