@@ -43,10 +43,9 @@ pub(super) struct Limits {
 }
 
 /// The server's limits. At 16 clients reading (one audit commit of about
-/// eight pages per one or two reads) the WAL grows ~25,000 frames a
-/// second, so it restarts about three times a second and stays under
-/// ~40 MB; each restart holds the writer for a few milliseconds
-/// (docs/PERFORMANCE.md, sixth pass).
+/// eight pages per read) the WAL grew ~46,000 frames a second, so it
+/// rewinds about five times a second and stays under ~40 MB; each last
+/// pass held the writer 1.4-26 ms (docs/PERFORMANCE.md, sixth pass).
 pub(super) const LIMITS: Limits = Limits {
     interval: Duration::from_millis(50),
     restart_at_frames: 8_000,
@@ -217,7 +216,7 @@ async fn run(conn: Connection, write: sqlx::SqlitePool, signals: Signals, limits
         // (unless a reader that began before this pass still holds it; the
         // next pass tries again). RESTART would also wait for such readers,
         // with SQLite's busy handler sleeping 1, 2, 5 ms… while every
-        // writer waits: 2-32 ms per restart under load.
+        // writer waits; it measured within noise of this pass.
         let held = std::time::Instant::now();
         let restart = conn.run("PASSIVE").await;
         drop(slot);
