@@ -37,6 +37,9 @@ pub struct Settings {
     pub acquire_timeout_ms: u64,
     /// SQLite: fsync the WAL on every commit (power-loss durability).
     pub sqlite_sync_full: bool,
+    /// SQLite: also fsync each commit of AuditEvents alone (reads, searches,
+    /// sign-ins); `false` leaves that to the checkpointer's next pass.
+    pub sqlite_audit_sync_full: bool,
     pub shutdown_grace_ms: u64,
     /// `smart-config/`: roles, users, static clients.
     pub smart_config_dir: PathBuf,
@@ -97,6 +100,7 @@ impl Default for Settings {
             max_connections: DEFAULT_MAX_CONNECTIONS,
             acquire_timeout_ms: DEFAULT_ACQUIRE_TIMEOUT_MS,
             sqlite_sync_full: true,
+            sqlite_audit_sync_full: false,
             shutdown_grace_ms: DEFAULT_SHUTDOWN_GRACE_MS,
             smart_config_dir: PathBuf::from(DEFAULT_SMART_CONFIG_DIR),
             access_token_ttl_s: crate::auth::DEFAULT_ACCESS_TOKEN_TTL_S,
@@ -130,6 +134,7 @@ pub struct FileSettings {
     pub max_connections: Option<u32>,
     pub acquire_timeout_ms: Option<u64>,
     pub sqlite_sync_full: Option<bool>,
+    pub sqlite_audit_sync_full: Option<bool>,
     pub shutdown_grace_ms: Option<u64>,
     pub smart_config_dir: Option<PathBuf>,
     pub access_token_ttl_s: Option<i64>,
@@ -207,6 +212,9 @@ impl FileSettings {
         }
         if let Some(v) = self.sqlite_sync_full {
             s.sqlite_sync_full = v;
+        }
+        if let Some(v) = self.sqlite_audit_sync_full {
+            s.sqlite_audit_sync_full = v;
         }
         if let Some(v) = self.shutdown_grace_ms {
             s.shutdown_grace_ms = v;
@@ -362,6 +370,7 @@ impl Settings {
             max_connections: self.max_connections,
             acquire_timeout_ms: self.acquire_timeout_ms,
             sqlite_sync_full: self.sqlite_sync_full,
+            sqlite_audit_sync_full: self.sqlite_audit_sync_full,
             sqlite_writer_cache_kib: crate::store::SERVER_WRITER_CACHE_KIB,
             sqlite_background_checkpoint: true,
         }

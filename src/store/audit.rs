@@ -134,6 +134,24 @@ fn append_sqlite(db: &mut rusqlite::Connection, rows: &[AuditRow]) -> rusqlite::
     tx.commit()
 }
 
+/// Runs `f` on `db` at `synchronous=NORMAL` when `relaxed` (commits without
+/// their own fsync), then puts `FULL` back, also when `f` panics. Resource
+/// writes share the connection and keep their fsync; if `FULL` cannot be
+/// put back the error closes the connection (see `on_writer`).
+fn without_fsync<T>(
+    db: &mut rusqlite::Connection,
+    relaxed: bool,
+    f: impl FnOnce(&mut rusqlite::Connection) -> T,
+) -> rusqlite::Result<T> {
+    if !relaxed {
+        return Ok(f(db));
+    }
+    db.pragma_update(None, "synchronous", "NORMAL")?;
+    let out = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| f(db)));
+    db.pragma_update(None, "synchronous", "FULL")?;
+    Ok(out.unwrap_or_else(|panic| std::panic::resume_unwind(panic)))
+}
+
 impl WriteTx {
     /// Appends `rows` to the chain in this transaction; they commit with it.
     pub async fn append_audit(&mut self, rows: &[AuditRow]) -> StoreResult<()> {
@@ -222,22 +240,28 @@ impl Store {
         let Db::Sqlite {
             write,
             checkpointer,
+            relaxed_audit,
             ..
         } = &self.db
         else {
             return None;
         };
         let wanted = checkpointer.as_ref().map(|c| c.wants_writer());
+        // Without their own fsync only while the checkpointer runs: its
+        // passes are what sync them.
+        let relaxed = *relaxed_audit && checkpointer.as_ref().is_some_and(|c| c.running());
         Some(
             super::sqlite_direct::on_writer(write, move |db| {
-                let mut append =
-                    |rows: &[AuditRow]| -> StoreResult<()> { Ok(append_sqlite(db, rows)?) };
-                let writer_wanted = || {
-                    wanted
-                        .as_ref()
-                        .is_some_and(|w| w.load(std::sync::atomic::Ordering::Acquire))
-                };
-                Ok(session(&mut append, &writer_wanted))
+                without_fsync(db, relaxed, |db| {
+                    let mut append =
+                        |rows: &[AuditRow]| -> StoreResult<()> { Ok(append_sqlite(db, rows)?) };
+                    let writer_wanted = || {
+                        wanted
+                            .as_ref()
+                            .is_some_and(|w| w.load(std::sync::atomic::Ordering::Acquire))
+                    };
+                    session(&mut append, &writer_wanted)
+                })
             })
             .await,
         )
@@ -400,4 +424,77 @@ fn audit_where(q: &AuditQuery) -> (Vec<String>, Vec<Bind>) {
         }
     }
     (conds, binds)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn synchronous(db: &rusqlite::Connection) -> i64 {
+        db.query_row("PRAGMA synchronous", [], |r| r.get(0))
+            .expect("pragma")
+    }
+
+    #[test]
+    fn without_fsync_relaxes_only_inside_and_restores_full() {
+        let mut db = rusqlite::Connection::open_in_memory().expect("open");
+        db.pragma_update(None, "synchronous", "FULL").expect("full");
+        let inside = without_fsync(&mut db, true, |db| synchronous(db)).expect("run");
+        assert_eq!((inside, synchronous(&db)), (1, 2));
+        let inside = without_fsync(&mut db, false, |db| synchronous(db)).expect("run");
+        assert_eq!((inside, synchronous(&db)), (2, 2));
+        // A panic inside still puts FULL back before it goes on unwinding.
+        let caught = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+            without_fsync(&mut db, true, |_| panic!("inside"))
+        }));
+        assert!(caught.is_err());
+        assert_eq!(synchronous(&db), 2);
+    }
+
+    #[tokio::test]
+    async fn audit_sessions_leave_the_writer_at_full() {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let store = Store::open(&crate::store::StoreOptions {
+            database_url: None,
+            data_dir: dir.path().to_path_buf(),
+            max_connections: 2,
+            acquire_timeout_ms: 5_000,
+            sqlite_sync_full: true,
+            sqlite_audit_sync_full: false,
+            sqlite_writer_cache_kib: 1_024,
+            sqlite_background_checkpoint: true,
+        })
+        .await
+        .expect("open");
+        let Db::Sqlite {
+            relaxed_audit,
+            write,
+            ..
+        } = &store.db
+        else {
+            panic!("not SQLite");
+        };
+        assert!(*relaxed_audit);
+        let row = AuditRow {
+            id: "a1".into(),
+            recorded_ms: 1,
+            type_code: "t".into(),
+            subtype: "s".into(),
+            action: "R".into(),
+            outcome: "0".into(),
+            content: "{}".into(),
+            refs: vec![("patient", "Patient/p1".into())],
+        };
+        let appended = store
+            .audit_session(move |append, _| append(&[row]).is_ok())
+            .await;
+        assert!(matches!(appended, Some(Ok(true))));
+        let level: i64 = sqlx::query_scalar("PRAGMA synchronous")
+            .fetch_one(write)
+            .await
+            .expect("pragma");
+        assert_eq!(level, 2, "the writer went back to FULL");
+        assert_eq!(store.audit_head().await.expect("head").0, 1);
+        store.close().await;
+    }
 }

@@ -39,6 +39,11 @@ pub struct StoreOptions {
     /// SQLite only: `true` syncs the WAL on every commit (survives power loss,
     /// not only a process crash).
     pub sqlite_sync_full: bool,
+    /// SQLite only, with the background checkpointer: `false` commits
+    /// AuditEvents of reads, searches and sign-ins without their own fsync;
+    /// the checkpointer's next pass (within [`AUDIT_SYNC_WINDOW_MS`]) syncs
+    /// them. Resource writes and their AuditEvents follow `sqlite_sync_full`.
+    pub sqlite_audit_sync_full: bool,
     /// SQLite only: page cache of the one writer connection, in KiB.
     pub sqlite_writer_cache_kib: u32,
     /// SQLite only: checkpoint the WAL on a task of its own (a server)
@@ -170,6 +175,7 @@ async fn open_sqlite(
     let direct = file
         .map(|path| super::sqlite_direct::DirectReads::new(path, SQLITE_BUSY_TIMEOUT))
         .map(std::sync::Arc::new);
+    let relaxed_audit = background && options.sqlite_sync_full && !options.sqlite_audit_sync_full;
     let checkpointer = match file {
         Some(path) if background => Some(std::sync::Arc::new(
             super::sqlite_checkpoint::Checkpointer::start(
@@ -190,6 +196,7 @@ async fn open_sqlite(
         read,
         write,
         direct,
+        relaxed_audit: relaxed_audit && checkpointer.is_some(),
         checkpointer,
     })
 }

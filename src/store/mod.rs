@@ -28,6 +28,7 @@ pub use index_rows::{
 };
 pub use read::{HistoryEntry, HistoryScope};
 pub use search::{Bind, SearchRow};
+pub use sqlite_checkpoint::AUDIT_SYNC_WINDOW_MS;
 pub use stats::{ANALYZE_AFTER_MIN, ANALYZE_AFTER_SHARE};
 pub use write::{NewVersion, WriteTx};
 
@@ -111,6 +112,9 @@ enum Db {
         /// WAL checkpoints off the commit path; `None` where the writer
         /// checkpoints itself (`vesta import`, an in-memory file).
         checkpointer: Option<std::sync::Arc<sqlite_checkpoint::Checkpointer>>,
+        /// Audit-only commits run at `synchronous=NORMAL` and are synced by
+        /// the checkpointer's next pass (`StoreOptions::sqlite_audit_sync_full`).
+        relaxed_audit: bool,
     },
     Postgres(sqlx::PgPool),
 }
@@ -191,6 +195,7 @@ impl Store {
                 write,
                 direct,
                 checkpointer,
+                ..
             } => {
                 if let Some(checkpointer) = checkpointer {
                     checkpointer.stop().await;

@@ -47,7 +47,7 @@ pub(super) struct Limits {
 /// rewinds about five times a second and stays under ~40 MB; each last
 /// pass held the writer 1.4-26 ms (docs/PERFORMANCE.md, sixth pass).
 pub(super) const LIMITS: Limits = Limits {
-    interval: Duration::from_millis(50),
+    interval: Duration::from_millis(AUDIT_SYNC_WINDOW_MS),
     restart_at_frames: 8_000,
     catch_up_passes: 20,
 };
@@ -68,11 +68,19 @@ pub(super) const WRITER_FALLBACK_PAGES: u32 = 32_000;
 /// WAL frames straight from the file, not through the cache.
 const CACHE_KIB: i64 = 2_048;
 
+/// The longest an audit-only commit made without its own fsync waits for
+/// one (`StoreOptions::sqlite_audit_sync_full = false`): a PASSIVE pass that
+/// finds frames to copy fsyncs the whole WAL first, and one runs every
+/// [`Limits::interval`] after the previous one ends.
+pub const AUDIT_SYNC_WINDOW_MS: u64 = 50;
+
 /// A running checkpointer; [`Checkpointer::stop`] ends it.
 pub(super) struct Checkpointer {
     stop: Arc<Notify>,
     /// Set while the task waits for the writer's slot to restart the WAL.
     wants_writer: Arc<AtomicBool>,
+    /// True while the task runs (and so syncs the WAL every interval).
+    running: Arc<AtomicBool>,
     task: Mutex<Option<JoinHandle<()>>>,
 }
 
@@ -98,18 +106,20 @@ impl Checkpointer {
         conn.pragma_update(None, "cache_size", -CACHE_KIB)?;
         let stop = Arc::new(Notify::new());
         let wants_writer = Arc::new(AtomicBool::new(false));
-        let task = tokio::spawn(run(
-            conn,
-            write,
-            Signals {
-                stop: stop.clone(),
-                wants_writer: wants_writer.clone(),
-            },
-            limits,
-        ));
+        let running = Arc::new(AtomicBool::new(true));
+        let signals = Signals {
+            stop: stop.clone(),
+            wants_writer: wants_writer.clone(),
+        };
+        let flag = Lowered(running.clone());
+        let task = tokio::spawn(async move {
+            let _running = flag;
+            run(conn, write, signals, limits).await;
+        });
         Ok(Checkpointer {
             stop,
             wants_writer,
+            running,
             task: Mutex::new(Some(task)),
         })
     }
@@ -120,6 +130,11 @@ impl Checkpointer {
         self.wants_writer.clone()
     }
 
+    /// True while the task runs; false once it stopped or failed.
+    pub(super) fn running(&self) -> bool {
+        self.running.load(Ordering::Acquire)
+    }
+
     /// Ends the task after the pass in progress, if any.
     pub(super) async fn stop(&self) {
         self.stop.notify_one();
@@ -127,6 +142,15 @@ impl Checkpointer {
         if let Some(task) = task {
             let _ = task.await;
         }
+    }
+}
+
+/// Lowers its flag when dropped: when the task ends, also by a panic.
+struct Lowered(Arc<AtomicBool>);
+
+impl Drop for Lowered {
+    fn drop(&mut self) {
+        self.0.store(false, Ordering::Release);
     }
 }
 

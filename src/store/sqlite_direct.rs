@@ -98,8 +98,9 @@ impl DirectReads {
 /// Runs `f` on sqlx's single SQLite writer connection, on a blocking
 /// thread, with the connection's handle locked away from sqlx's worker
 /// thread for the whole call. Writers queue on the pool exactly as for a
-/// `WriteTx`. A connection that `f` leaves inside a transaction is closed,
-/// never returned to the pool.
+/// `WriteTx`. A connection that `f` leaves inside a transaction, or that `f`
+/// failed on (it may have changed a setting it could not restore), is
+/// closed, never returned to the pool.
 pub(super) async fn on_writer<T, F>(write: &sqlx::SqlitePool, f: F) -> StoreResult<T>
 where
     T: Send + 'static,
@@ -118,7 +119,7 @@ where
             // before `locked`, and `from_handle` does not close the handle.
             let mut db = unsafe { Connection::from_handle(locked.as_raw_handle().as_ptr()) }?;
             let out = f(&mut db);
-            let clean = db.is_autocommit();
+            let clean = db.is_autocommit() && out.is_ok();
             drop(db);
             drop(locked);
             if !clean {
