@@ -41,7 +41,8 @@ pub struct StoreOptions {
     pub sqlite_sync_full: bool,
     /// SQLite only, with the background checkpointer: `false` commits
     /// AuditEvents of reads, searches and sign-ins without their own fsync;
-    /// the checkpointer's next pass (within [`AUDIT_SYNC_WINDOW_MS`]) syncs
+    /// the checkpointer's next pass (within
+    /// [`super::sqlite_checkpoint::AUDIT_SYNC_WINDOW_MS`]) syncs
     /// them. Resource writes and their AuditEvents follow `sqlite_sync_full`.
     pub sqlite_audit_sync_full: bool,
     /// SQLite only: page cache of the one writer connection, in KiB.
@@ -175,7 +176,6 @@ async fn open_sqlite(
     let direct = file
         .map(|path| super::sqlite_direct::DirectReads::new(path, SQLITE_BUSY_TIMEOUT))
         .map(std::sync::Arc::new);
-    let relaxed_audit = background && options.sqlite_sync_full && !options.sqlite_audit_sync_full;
     let checkpointer = match file {
         Some(path) if background => Some(std::sync::Arc::new(
             super::sqlite_checkpoint::Checkpointer::start(
@@ -196,7 +196,9 @@ async fn open_sqlite(
         read,
         write,
         direct,
-        relaxed_audit: relaxed_audit && checkpointer.is_some(),
+        relaxed_audit: checkpointer.is_some()
+            && options.sqlite_sync_full
+            && !options.sqlite_audit_sync_full,
         checkpointer,
     })
 }

@@ -28,7 +28,6 @@ pub use index_rows::{
 };
 pub use read::{HistoryEntry, HistoryScope};
 pub use search::{Bind, SearchRow};
-pub use sqlite_checkpoint::AUDIT_SYNC_WINDOW_MS;
 pub use stats::{ANALYZE_AFTER_MIN, ANALYZE_AFTER_SHARE};
 pub use write::{NewVersion, WriteTx};
 

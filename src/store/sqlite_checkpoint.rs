@@ -72,7 +72,7 @@ const CACHE_KIB: i64 = 2_048;
 /// one (`StoreOptions::sqlite_audit_sync_full = false`): a PASSIVE pass that
 /// finds frames to copy fsyncs the whole WAL first, and one runs every
 /// [`Limits::interval`] after the previous one ends.
-pub const AUDIT_SYNC_WINDOW_MS: u64 = 50;
+pub(super) const AUDIT_SYNC_WINDOW_MS: u64 = 50;
 
 /// A running checkpointer; [`Checkpointer::stop`] ends it.
 pub(super) struct Checkpointer {
@@ -112,9 +112,12 @@ impl Checkpointer {
             wants_writer: wants_writer.clone(),
         };
         let flag = Lowered(running.clone());
+        let mut wal = path.as_os_str().to_owned();
+        wal.push("-wal");
+        let wal = std::path::PathBuf::from(wal);
         let task = tokio::spawn(async move {
             let _running = flag;
-            run(conn, write, signals, limits).await;
+            run(conn, wal, write, signals, limits).await;
         });
         Ok(Checkpointer {
             stop,
@@ -169,21 +172,50 @@ fn checkpoint(conn: &Connection, mode: &str) -> rusqlite::Result<Outcome> {
     })
 }
 
+/// True when a PASSIVE pass that copied `copied` of `frames` WAL frames, after
+/// one that had copied `before`, did not sync the WAL itself. SQLite syncs
+/// the WAL at the start of every pass that copies something; a pass held
+/// back by a reader's older snapshot copies nothing and syncs nothing, so
+/// commits made without their own fsync (audit records) would wait for
+/// that reader.
+fn wal_left_unsynced(before: i64, copied: i64, frames: i64) -> bool {
+    copied == before && frames > copied
+}
+
 /// The checkpointer's connection, moved to a blocking thread for each
 /// checkpoint; lost (and the task ended) only if that thread panics.
-struct Ckpt(Option<Connection>);
+struct Ckpt {
+    conn: Option<Connection>,
+    /// The WAL file, synced directly when a pass could not copy anything.
+    wal: std::path::PathBuf,
+    /// Frames the previous pass reported copied.
+    copied: i64,
+}
 
 impl Ckpt {
-    /// Runs one checkpoint; `None` when the connection is gone.
+    /// Runs one checkpoint, then syncs the WAL if the pass did not;
+    /// `None` when the connection is gone.
     async fn run(&mut self, mode: &'static str) -> Option<rusqlite::Result<Outcome>> {
-        let conn = self.0.take()?;
+        let conn = self.conn.take()?;
+        let (wal, before) = (self.wal.clone(), self.copied);
         let (conn, out) = tokio::task::spawn_blocking(move || {
             let out = checkpoint(&conn, mode);
+            if let Ok((_, frames, copied)) = out {
+                if wal_left_unsynced(before, copied, frames) {
+                    // fsync flushes the file whichever descriptor wrote it.
+                    if let Err(e) = std::fs::File::open(&wal).and_then(|f| f.sync_data()) {
+                        tracing::warn!(error_kind = "checkpoint", "WAL sync failed: {e}");
+                    }
+                }
+            }
             (conn, out)
         })
         .await
         .ok()?;
-        self.0 = Some(conn);
+        self.conn = Some(conn);
+        if let Ok((_, _, copied)) = out {
+            self.copied = copied;
+        }
         Some(out)
     }
 
@@ -199,15 +231,25 @@ impl Ckpt {
     }
 }
 
-async fn run(conn: Connection, write: sqlx::SqlitePool, signals: Signals, limits: Limits) {
-    let mut conn = Ckpt(Some(conn));
+async fn run(
+    conn: Connection,
+    wal: std::path::PathBuf,
+    write: sqlx::SqlitePool,
+    signals: Signals,
+    limits: Limits,
+) {
+    let mut conn = Ckpt {
+        conn: Some(conn),
+        wal,
+        copied: 0,
+    };
     loop {
         tokio::select! {
             _ = signals.stop.notified() => return,
             _ = tokio::time::sleep(limits.interval) => {}
         }
         let Some(frames) = conn.passive().await else {
-            if conn.0.is_none() {
+            if conn.conn.is_none() {
                 tracing::error!(error_kind = "checkpoint", "WAL checkpointer stopped");
                 return;
             }
@@ -273,6 +315,17 @@ mod tests {
         let wal = path.with_extension("db-wal");
         let len = std::fs::metadata(wal).map(|m| m.len()).unwrap_or(0);
         len.saturating_sub(32) / (4096 + 24)
+    }
+
+    #[test]
+    fn a_pass_that_copied_nothing_leaves_the_wal_to_sync() {
+        // Copied nothing new while frames wait (a reader holds them back).
+        assert!(wal_left_unsynced(120, 120, 300));
+        // Copied something: SQLite synced the WAL first.
+        assert!(!wal_left_unsynced(120, 200, 300));
+        // Everything already copied, or an empty WAL: nothing to sync.
+        assert!(!wal_left_unsynced(300, 300, 300));
+        assert!(!wal_left_unsynced(0, 0, 0));
     }
 
     #[tokio::test]
