@@ -8,7 +8,7 @@ use serde_json::{json, Value};
 
 use crate::both_backends;
 use crate::helpers::smart::SmartApp;
-use crate::helpers::{client_with_token, spawn, Backend, TestApp};
+use crate::helpers::{client_with_token, spawn, spawn_with, Backend, TestApp};
 
 /// Every AuditEvent, oldest first (admin token).
 async fn all_events(app: &TestApp) -> Vec<Value> {
@@ -491,3 +491,47 @@ async fn audit_export_writes_ndjson(backend: Backend) {
     assert!(lines.iter().any(|l| l["outcome"] == "4"));
 }
 both_backends!(audit_export_writes_ndjson);
+
+/// With `sqlite_sync_full` on (the server default; the suite turns it off
+/// for speed), audit-only commits run at `synchronous=NORMAL` inside writer
+/// sessions that put `FULL` back for resource writes. Reads and writes
+/// interleaved through those sessions all succeed, every one is audited,
+/// and the chain stays intact.
+async fn audit_sessions_interleave_with_durable_writes(backend: Backend) {
+    let app = spawn_with(backend, |s| s.sqlite_sync_full = true).await;
+    for p in 0..4 {
+        let body = json!({"resourceType": "Patient", "id": format!("fs-{p}")});
+        assert_eq!(app.put(&format!("Patient/fs-{p}"), &body).await.status, 201);
+    }
+    let rounds = (0..10).map(|round| {
+        let app = &app;
+        async move {
+            let mut statuses = Vec::new();
+            for p in 0..4 {
+                statuses.push(app.get(&format!("Patient/fs-{p}")).await.status);
+            }
+            let body = json!({"resourceType": "Patient", "id": "fs-0",
+                "name": [{"family": format!("Round{round}")}]});
+            statuses.push(app.put("Patient/fs-0", &body).await.status);
+            statuses
+        }
+    });
+    let statuses: Vec<u16> = futures::future::join_all(rounds)
+        .await
+        .into_iter()
+        .flatten()
+        .collect();
+    assert!(
+        statuses.iter().all(|s| *s == 200),
+        "every read and update succeeds: {statuses:?}"
+    );
+    // 1 create + 10 reads + 10 updates of fs-0, each with its AuditEvent.
+    let r = app.get("AuditEvent?patient=Patient/fs-0&_count=100").await;
+    assert_eq!(r.status, 200, "{}", r.text);
+    let found = r.json()["entry"].as_array().map_or(0, Vec::len);
+    assert!(found >= 21, "{found} AuditEvents for Patient/fs-0");
+    assert_eq!(verify(&app).await, (true, None));
+    let (ok, out) = verify_cli(&app);
+    assert!(ok, "{out}");
+}
+both_backends!(audit_sessions_interleave_with_durable_writes);
