@@ -42,10 +42,11 @@ pub(super) struct Limits {
     pub catch_up_passes: u32,
 }
 
-/// The server's limits. At 16 clients reading (one audit commit of about
-/// eight pages per read) the WAL grew ~46,000 frames a second, so it
-/// rewinds about five times a second and stays under ~40 MB; each last
-/// pass held the writer 1.4-26 ms (docs/PERFORMANCE.md, sixth pass).
+/// The server's limits. At 16 clients reading (six to eight WAL pages of
+/// audit commits per read) the WAL grew 30,000-46,000 frames a second, so
+/// it rewinds three to five times a second at ~13,000 frames (~53 MB, under
+/// `journal_size_limit`); each last pass held the writer 7-9 ms at the
+/// median, 10-21 ms at p90 (docs/PERFORMANCE.md, sixth and seventh passes).
 pub(super) const LIMITS: Limits = Limits {
     interval: Duration::from_millis(AUDIT_SYNC_WINDOW_MS),
     restart_at_frames: 8_000,
