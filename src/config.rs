@@ -37,8 +37,9 @@ pub struct Settings {
     pub acquire_timeout_ms: u64,
     /// SQLite: fsync the WAL on every commit (power-loss durability).
     pub sqlite_sync_full: bool,
-    /// SQLite: also fsync each commit of AuditEvents alone (reads, searches,
-    /// sign-ins); `false` leaves that to the checkpointer's next pass.
+    /// SQLite: each AuditEvent of a read, search or sign-in waits for its
+    /// own fsynced commit; `false` journals them and leaves the fsync to
+    /// the checkpointer's next pass.
     pub sqlite_audit_sync_full: bool,
     pub shutdown_grace_ms: u64,
     /// `smart-config/`: roles, users, static clients.

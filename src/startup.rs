@@ -29,6 +29,8 @@ pub struct Application {
     listener: TcpListener,
     router: Router,
     store: Store,
+    /// Its journal is stored before the store closes.
+    audit: Arc<crate::audit::AuditLog>,
     addr: SocketAddr,
     base_url: String,
     grace: Duration,
@@ -157,6 +159,7 @@ impl Application {
         let mut service = open_service(settings, base_url.clone()).await?;
         service.set_rate_limiter(RateLimiter::new(&settings.rate_limits));
         let store = service.store().clone();
+        let audit = service.audit_log();
         let auth = Arc::new(open_auth(settings, &base_url, service.clone())?);
         let mut security = crate::fhir::capability::smart_security(&auth.issuer);
         // Browser apps on other origins are served only when some are allowed.
@@ -173,6 +176,7 @@ impl Application {
             listener,
             router,
             store,
+            audit,
             addr,
             base_url,
             grace: Duration::from_millis(settings.shutdown_grace_ms),
@@ -233,6 +237,7 @@ impl Application {
             res = &mut server => {
                 purger.abort();
                 watcher.abort();
+                self.audit.close().await;
                 self.store.close().await;
                 return Ok(res??);
             }
@@ -252,6 +257,7 @@ impl Application {
         }
         purger.abort();
         watcher.abort();
+        self.audit.close().await;
         self.store.close().await;
         tracing::info!("stopped");
         Ok(())

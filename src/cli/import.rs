@@ -282,7 +282,7 @@ pub async fn run(settings: &Settings, files: &[PathBuf], quiet: bool) -> anyhow:
     if let Err(e) = service.store().optimize().await {
         eprintln!("warning: could not refresh planner statistics: {e}");
     }
-    service.store().close().await;
+    service.close().await;
     let secs = started.elapsed().as_secs_f64();
     let stored = counts.stored();
     println!(

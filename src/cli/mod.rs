@@ -331,7 +331,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
                 .await
                 .map_err(|e| anyhow::anyhow!("{}", e.outcome()))?;
             println!("{text}");
-            service.store().close().await;
+            service.close().await;
             Ok(())
         }
         Command::Reindex(args) => {
@@ -349,7 +349,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
                 .await
                 .map_err(|e| anyhow::anyhow!("{}", e.outcome()))?;
             bar.finish_and_clear();
-            service.store().close().await;
+            service.close().await;
             println!(
                 "reindexed {done} resources with {custom} stored SearchParameter(s) in force in {:.2} s",
                 started.elapsed().as_secs_f64()
@@ -470,12 +470,24 @@ async fn mcp_command(args: McpArgs) -> anyhow::Result<()> {
     result
 }
 
+/// Opens the store for reading the audit trail, first storing the records
+/// a stopped server left in its audit journal (a running server holds the
+/// journal and stores its records itself).
+async fn open_trail(s: &Settings) -> anyhow::Result<crate::store::Store> {
+    let store = crate::store::Store::open(&s.store_options()).await?;
+    let audit = crate::audit::AuditLog::new(store.clone());
+    let settled = audit.settled().await;
+    audit.close().await;
+    settled.map_err(|_| anyhow::anyhow!("the audit journal could not be stored"))?;
+    Ok(store)
+}
+
 async fn audit_command(cmd: AuditCommand) -> anyhow::Result<()> {
     crate::telemetry::init(false);
     match cmd {
         AuditCommand::Verify { store } => {
             let s = settings(&store, None, None)?;
-            let store = crate::store::Store::open(&s.store_options()).await?;
+            let store = open_trail(&s).await?;
             let report = crate::audit::chain::verify(&store).await?;
             store.close().await;
             match report.broken {
@@ -499,7 +511,7 @@ async fn audit_command(cmd: AuditCommand) -> anyhow::Result<()> {
             store,
         } => {
             let s = settings(&store, None, None)?;
-            let store = crate::store::Store::open(&s.store_options()).await?;
+            let store = open_trail(&s).await?;
             // On stderr, so it never mixes with NDJSON on stdout; indicatif
             // draws nothing when stderr is not a terminal.
             let bar = if quiet {

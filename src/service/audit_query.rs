@@ -209,6 +209,24 @@ impl FhirService {
         ctx: &Ctx,
         i: &Interaction,
     ) -> Option<ServiceResult<Outcome>> {
+        let reads_trail = match i {
+            Interaction::Read { res_type, .. } | Interaction::VRead { res_type, .. } => {
+                res_type.as_str() == "AuditEvent"
+            }
+            Interaction::Search {
+                target: SearchTarget::Type(t),
+                ..
+            } => t == "AuditEvent",
+            Interaction::VerifyAudit => true,
+            _ => false,
+        };
+        if !reads_trail {
+            return None;
+        }
+        // Records still in the journal are part of the trail too.
+        if self.audit.settled().await.is_err() {
+            return Some(Err(ServiceError::unavailable()));
+        }
         match i {
             Interaction::Read { res_type, id } if res_type.as_str() == "AuditEvent" => {
                 Some(self.read_audit_event(ctx, id).await)

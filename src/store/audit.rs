@@ -65,6 +65,9 @@ pub struct AuditQuery {
     pub after_seq: Option<i64>,
 }
 
+/// Ids looked up in one statement by [`Store::audit_ids_stored`].
+const MAX_IDS_PER_LOOKUP: usize = 500;
+
 const HEAD_SQLITE: &str = "SELECT seq, hash FROM audit_head WHERE one = 1";
 const HEAD_PG: &str = "SELECT seq, hash FROM audit_head WHERE one = 1 FOR UPDATE";
 const SET_HEAD: &str = "UPDATE audit_head SET seq = $1, hash = $2 WHERE one = 1";
@@ -265,6 +268,36 @@ impl Store {
             })
             .await,
         )
+    }
+
+    /// The folder of the audit journal (SQLite with the background
+    /// checkpointer, unless `sqlite_audit_sync_full`); `None` elsewhere.
+    pub fn audit_journal_dir(&self) -> Option<&std::path::Path> {
+        match &self.db {
+            Db::Sqlite { audit_journal, .. } => audit_journal.as_deref(),
+            Db::Postgres(_) => None,
+        }
+    }
+
+    /// Which of `ids` are AuditEvents already in the trail.
+    pub async fn audit_ids_stored(
+        &self,
+        ids: &[String],
+    ) -> StoreResult<std::collections::HashSet<String>> {
+        let mut found = std::collections::HashSet::new();
+        for part in ids.chunks(MAX_IDS_PER_LOOKUP) {
+            let list: Vec<String> = (1..=part.len()).map(|i| format!("${i}")).collect();
+            let sql = format!("SELECT id FROM audit_log WHERE id IN ({})", list.join(", "));
+            let rows: Vec<String> = with_db!(&self.db, c => {
+                let mut q = sqlx::query_scalar(AssertSqlSafe(sql));
+                for id in part {
+                    q = q.bind(id);
+                }
+                q.fetch_all(c).await?
+            });
+            found.extend(rows);
+        }
+        Ok(found)
     }
 
     /// `(recorded_ms, JSON)` of the AuditEvent with this id.

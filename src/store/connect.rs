@@ -39,11 +39,13 @@ pub struct StoreOptions {
     /// SQLite only: `true` syncs the WAL on every commit (survives power loss,
     /// not only a process crash).
     pub sqlite_sync_full: bool,
-    /// SQLite only, with the background checkpointer: `false` commits
-    /// AuditEvents of reads, searches and sign-ins without their own fsync;
-    /// the checkpointer's next pass (within
-    /// [`super::sqlite_checkpoint::AUDIT_SYNC_WINDOW_MS`]) syncs
-    /// them. Resource writes and their AuditEvents follow `sqlite_sync_full`.
+    /// SQLite server: when false, AuditEvents of reads, searches and
+    /// sign-ins go to the audit journal (`crate::audit::journal`) and are
+    /// stored in batches, committed without their own fsync; the
+    /// checkpointer's next pass (within
+    /// [`super::sqlite_checkpoint::AUDIT_SYNC_WINDOW_MS`]) syncs them. When
+    /// true each waits for its own fsynced commit. Resource writes and their
+    /// AuditEvents follow `sqlite_sync_full`.
     pub sqlite_audit_sync_full: bool,
     /// SQLite only: page cache of the one writer connection, in KiB.
     pub sqlite_writer_cache_kib: u32,
@@ -68,6 +70,8 @@ const READER_CACHE_KIB: u32 = 64 * 1024;
 
 /// File name of the SQLite database inside the data folder.
 pub const SQLITE_FILE: &str = "vesta.db";
+/// The audit journal's folder: the database file's name with this suffix.
+pub const AUDIT_JOURNAL_SUFFIX: &str = "-audit";
 
 impl Store {
     /// Opens (creating if needed) the database and runs pending migrations.
@@ -153,6 +157,14 @@ async fn open_sqlite(
 ) -> StoreResult<Db> {
     let file = super::sqlite_direct::plain_file(connect.get_filename());
     let background = options.sqlite_background_checkpoint && file.is_some();
+    // Beside the database file, as SQLite's own `-wal` and `-shm` are.
+    let audit_journal = file
+        .filter(|_| background && !options.sqlite_audit_sync_full)
+        .map(|path| {
+            let mut dir = path.as_os_str().to_owned();
+            dir.push(AUDIT_JOURNAL_SUFFIX);
+            std::path::PathBuf::from(dir)
+        });
     let mut writer = connect.clone().pragma(
         "cache_size",
         format!("-{}", options.sqlite_writer_cache_kib),
@@ -196,6 +208,7 @@ async fn open_sqlite(
         read,
         write,
         direct,
+        audit_journal,
         relaxed_audit: checkpointer.is_some()
             && options.sqlite_sync_full
             && !options.sqlite_audit_sync_full,

@@ -114,6 +114,9 @@ enum Db {
         /// Audit-only commits run at `synchronous=NORMAL` and are synced by
         /// the checkpointer's next pass (`StoreOptions::sqlite_audit_sync_full`).
         relaxed_audit: bool,
+        /// Where reads' AuditEvents are journaled before they are stored
+        /// (`crate::audit::journal`); `None` where each waits for its commit.
+        audit_journal: Option<std::path::PathBuf>,
     },
     Postgres(sqlx::PgPool),
 }

@@ -295,6 +295,65 @@ async fn acknowledged_writes_survive_kill_9(backend: Backend) {
 }
 both_backends!(acknowledged_writes_survive_kill_9);
 
+/// Reads answered just before a kill -9 keep their AuditEvents: on SQLite
+/// they wait in the audit journal, which the next opener (here `vesta audit
+/// export`) stores; the chain stays intact.
+async fn acknowledged_reads_keep_their_audit_after_kill_9(backend: Backend) {
+    let dir = tempfile::tempdir().unwrap();
+    let settings = settings_for(backend, dir.path()).await;
+    let (mut child, root, client) = start_server(dir.path(), &settings.database_url).await;
+    let mut readers = Vec::new();
+    for w in 0..8 {
+        let (client, root) = (client.clone(), root.clone());
+        readers.push(tokio::spawn(async move {
+            let mut answered = Vec::new();
+            for i in 0.. {
+                let id = format!("gone-{w}-{i}");
+                match client.get(format!("{root}/fhir/Patient/{id}")).send().await {
+                    Ok(r) if r.status() == 404 => answered.push(id),
+                    _ => break,
+                }
+            }
+            answered
+        }));
+    }
+    tokio::time::sleep(Duration::from_millis(600)).await;
+    child.kill().unwrap(); // SIGKILL, in the middle of the reads
+    child.wait().unwrap();
+    let mut answered = Vec::new();
+    for r in readers {
+        answered.extend(r.await.unwrap());
+    }
+    assert!(answered.len() >= 8, "the reads ran before the kill");
+    let out = dir.path().join("audit.ndjson");
+    let mut cmd = vesta();
+    cmd.args(["audit", "export", "--quiet", "--out"]).arg(&out);
+    store_args(&mut cmd, dir.path(), &settings.database_url);
+    let done = cmd.output().unwrap();
+    assert!(
+        done.status.success(),
+        "{}",
+        String::from_utf8_lossy(&done.stderr)
+    );
+    let text = std::fs::read_to_string(&out).unwrap();
+    for id in &answered {
+        assert!(
+            text.contains(&format!("\"Patient/{id}\"")),
+            "the read of Patient/{id} was answered but its AuditEvent is lost"
+        );
+    }
+    let mut cmd = vesta();
+    cmd.args(["audit", "verify"]);
+    store_args(&mut cmd, dir.path(), &settings.database_url);
+    let verified = cmd.output().unwrap();
+    assert!(
+        verified.status.success(),
+        "{}",
+        String::from_utf8_lossy(&verified.stdout)
+    );
+}
+both_backends!(acknowledged_reads_keep_their_audit_after_kill_9);
+
 async fn sigterm_during_writes_loses_no_acknowledged_write(backend: Backend) {
     let dir = tempfile::tempdir().unwrap();
     let settings = settings_for(backend, dir.path()).await;

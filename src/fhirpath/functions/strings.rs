@@ -209,7 +209,7 @@ pub(crate) fn call<'a>(ctx: &Ctx<'_, 'a>, func: Func, input: &[Item<'a>]) -> Res
 }
 
 fn decode_hex(s: &str) -> Option<Vec<u8>> {
-    if s.len() % 2 != 0 {
+    if !s.len().is_multiple_of(2) {
         return None;
     }
     (0..s.len())
