@@ -81,3 +81,9 @@ PY
     printf '%s\n' "${results[@]}" | python3 "$here/median.py" "clients=$c"
 done
 echo "# server RSS: $(ps -o rss= -p $pid | awk '{printf "%.0f MiB", $1/1024}')"
+if [ "$MIX" = 1 ]; then
+    # Server-side latency by interaction over every run (warm-ups included),
+    # from the server's own histograms: which part of the mix the tail is.
+    curl -sf "http://127.0.0.1:$port/metrics" -H "Authorization: Bearer $TOKEN" \
+        | python3 "$here/latency_by_interaction.py" read search-type update
+fi

@@ -469,6 +469,13 @@ mod tests {
             .collect()
     }
 
+    /// A SQLite server store with its journal folder.
+    async fn journaled_store(dir: &std::path::Path) -> (Store, std::path::PathBuf) {
+        let store = Store::open(&options(dir, false)).await.expect("open");
+        let journal = store.audit_journal_dir().expect("journal").to_path_buf();
+        (store, journal)
+    }
+
     fn journal_files(dir: &std::path::Path) -> usize {
         std::fs::read_dir(dir)
             .expect("journal dir")
@@ -482,10 +489,7 @@ mod tests {
     #[tokio::test]
     async fn journaled_records_are_stored_once_settled() {
         let dir = tempfile::tempdir().expect("temp dir");
-        let store = Store::open(&options(dir.path(), false))
-            .await
-            .expect("open");
-        let journal_dir = store.audit_journal_dir().expect("journal").to_path_buf();
+        let (store, journal_dir) = journaled_store(dir.path()).await;
         let log = AuditLog::new(store.clone());
         for i in 0..50 {
             log.record(row(&format!("r{i:02}"))).await.expect("record");
@@ -506,10 +510,7 @@ mod tests {
     #[tokio::test]
     async fn records_a_crash_left_in_the_journal_are_stored_once() {
         let dir = tempfile::tempdir().expect("temp dir");
-        let store = Store::open(&options(dir.path(), false))
-            .await
-            .expect("open");
-        let journal_dir = store.audit_journal_dir().expect("journal").to_path_buf();
+        let (store, journal_dir) = journaled_store(dir.path()).await;
         // An earlier process journaled three records and stored the first
         // (its crash came before the journal file was removed).
         store.append_audit(&[row("a")]).await.expect("append");
@@ -536,10 +537,7 @@ mod tests {
     #[tokio::test]
     async fn a_journal_held_elsewhere_or_turned_off_means_waiting_for_commits() {
         let dir = tempfile::tempdir().expect("temp dir");
-        let store = Store::open(&options(dir.path(), false))
-            .await
-            .expect("open");
-        let journal_dir = store.audit_journal_dir().expect("journal").to_path_buf();
+        let (store, journal_dir) = journaled_store(dir.path()).await;
         let _held = journal::Journal::open(&journal_dir)
             .expect("open journal")
             .expect("not held");
