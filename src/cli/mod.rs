@@ -464,9 +464,9 @@ async fn mcp_command(args: McpArgs) -> anyhow::Result<()> {
     let issuer = crate::startup::origin_of(&base)?;
     service.set_security(crate::fhir::capability::smart_security(&issuer));
     let auth = std::sync::Arc::new(crate::startup::open_auth(&s, &base, service.clone())?);
-    let store = service.store().clone();
+    let closing = service.clone();
     let result = crate::mcp::serve_stdio(service, auth, token.trim().to_string()).await;
-    store.close().await;
+    closing.close().await;
     result
 }
 
