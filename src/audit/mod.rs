@@ -275,22 +275,8 @@ async fn recover(store: &Store, path: &std::path::Path) {
             "damaged audit journal lines skipped (a write cut short)"
         );
     }
-    let mut pause = RETRY_PAUSE;
-    let stored = loop {
-        let ids: Vec<String> = rows.iter().map(|r| r.id.clone()).collect();
-        match store.audit_ids_stored(&ids).await {
-            Ok(found) => break found,
-            Err(e) => {
-                tracing::error!(
-                    error_kind = "audit",
-                    "audit journal recovery: {}",
-                    e.kind_name()
-                );
-                tokio::time::sleep(pause).await;
-                pause = (pause * 2).min(MAX_RETRY_PAUSE);
-            }
-        }
-    };
+    let ids: Vec<String> = rows.iter().map(|r| r.id.clone()).collect();
+    let stored = until_ok("audit journal recovery", || store.audit_ids_stored(&ids)).await;
     let fresh: Vec<AuditRow> = rows
         .into_iter()
         .filter(|r| !stored.contains(&r.id))
@@ -308,24 +294,35 @@ async fn recover(store: &Store, path: &std::path::Path) {
 /// Appends `rows` in one transaction, trying again (with growing pauses)
 /// until it commits: the records are safe in the journal meanwhile.
 async fn store_batch(store: &Store, rows: Arc<Vec<AuditRow>>) {
+    until_ok("storing journaled audit records", || {
+        let (store, rows) = (store.clone(), rows.clone());
+        async move {
+            let shared = rows.clone();
+            let result = match store.audit_session(move |append, _| append(&shared)).await {
+                Some(Ok(committed)) => committed,
+                Some(Err(e)) => Err(e),
+                None => store.append_audit(&rows).await,
+            };
+            crate::metrics::record_audit_writes(rows.len(), result.is_ok());
+            result
+        }
+    })
+    .await
+}
+
+/// Runs `attempt` until it succeeds, logging each failure as `what` and
+/// pausing [`RETRY_PAUSE`], doubling up to [`MAX_RETRY_PAUSE`].
+async fn until_ok<T, F, Fut>(what: &str, mut attempt: F) -> T
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = StoreResult<T>>,
+{
     let mut pause = RETRY_PAUSE;
     loop {
-        let shared = rows.clone();
-        let result = match store.audit_session(move |append, _| append(&shared)).await {
-            Some(Ok(committed)) => committed,
-            Some(Err(e)) => Err(e),
-            None => store.append_audit(&rows).await,
-        };
-        let ok = result.is_ok();
-        crate::metrics::record_audit_writes(rows.len(), ok);
-        match result {
-            Ok(()) => return,
+        match attempt().await {
+            Ok(done) => return done,
             Err(e) => {
-                tracing::error!(
-                    error_kind = "audit",
-                    "storing journaled audit records failed: {}",
-                    e.kind_name()
-                );
+                tracing::error!(error_kind = "audit", "{what} failed: {}", e.kind_name());
                 tokio::time::sleep(pause).await;
                 pause = (pause * 2).min(MAX_RETRY_PAUSE);
             }
