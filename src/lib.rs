@@ -14,6 +14,7 @@ pub mod guard;
 pub mod mcp;
 pub mod metrics;
 pub mod policy;
+pub mod private_file;
 pub mod rest;
 pub mod search;
 pub mod service;

@@ -73,25 +73,8 @@ fn new_key() -> Result<StoredKey, KeyError> {
 
 /// Writes the ring with mode 0600 (atomically, through a temp file).
 fn save(path: &Path, ring: &KeyRing) -> Result<(), KeyError> {
-    if let Some(dir) = path.parent() {
-        std::fs::create_dir_all(dir).map_err(|e| io_err(dir, e))?;
-    }
-    let tmp = path.with_extension("tmp");
     let text = serde_json::to_string_pretty(ring).map_err(|e| io_err(path, e))?;
-    {
-        use std::io::Write;
-        let mut opts = std::fs::OpenOptions::new();
-        opts.write(true).create(true).truncate(true);
-        #[cfg(unix)]
-        {
-            use std::os::unix::fs::OpenOptionsExt;
-            opts.mode(0o600);
-        }
-        let mut f = opts.open(&tmp).map_err(|e| io_err(&tmp, e))?;
-        f.write_all(text.as_bytes()).map_err(|e| io_err(&tmp, e))?;
-        f.sync_all().map_err(|e| io_err(&tmp, e))?;
-    }
-    std::fs::rename(&tmp, path).map_err(|e| io_err(path, e))
+    crate::private_file::write(path, text.as_bytes()).map_err(|e| io_err(path, e))
 }
 
 impl KeyRing {

@@ -169,7 +169,7 @@ pub fn hash_password(password: &str) -> Result<String, String> {
         .map_err(|e| e.to_string())
 }
 
-/// Adds (or replaces) a user in `users.toml`.
+/// Adds (or replaces) a user in `users.toml` (rewritten with mode 0600).
 pub fn add_user(dir: &Path, user: User) -> Result<PathBuf, SmartConfigError> {
     let path = dir.join(USERS_FILE);
     let mut file: UsersFile = parse(&path)?;
@@ -179,12 +179,11 @@ pub fn add_user(dir: &Path, user: User) -> Result<PathBuf, SmartConfigError> {
         file: path.display().to_string(),
         message: e.to_string(),
     })?;
-    std::fs::create_dir_all(dir)
-        .and_then(|_| std::fs::write(&path, text))
-        .map_err(|e| SmartConfigError {
-            file: path.display().to_string(),
-            message: e.to_string(),
-        })?;
+    // It holds password hashes: private, and never seen half-written.
+    crate::private_file::write(&path, text.as_bytes()).map_err(|e| SmartConfigError {
+        file: path.display().to_string(),
+        message: e.to_string(),
+    })?;
     Ok(path)
 }
 
@@ -222,5 +221,32 @@ mod tests {
             assert!(!limit.is_empty(), "{role}");
         }
         assert!(cfg.roles["patient"].self_only);
+    }
+
+    #[test]
+    fn adding_users_rewrites_a_private_file() {
+        let dir = tempfile::tempdir().unwrap();
+        let user = |name: &str, role: &str| User {
+            username: name.into(),
+            password_hash: "$argon2id$x".into(),
+            role: role.into(),
+            fhir_user: None,
+        };
+        add_user(dir.path(), user("a", "nurse")).unwrap();
+        add_user(dir.path(), user("b", "nurse")).unwrap();
+        let path = add_user(dir.path(), user("a", "admin")).unwrap();
+        let file: UsersFile = parse(&path).unwrap();
+        let roles: Vec<(&str, &str)> = file
+            .user
+            .iter()
+            .map(|u| (u.username.as_str(), u.role.as_str()))
+            .collect();
+        assert_eq!(roles, [("b", "nurse"), ("a", "admin")]);
+        #[cfg(unix)]
+        {
+            use std::os::unix::fs::PermissionsExt;
+            let mode = std::fs::metadata(&path).unwrap().permissions().mode();
+            assert_eq!(mode & 0o777, 0o600);
+        }
     }
 }
