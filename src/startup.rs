@@ -28,9 +28,8 @@ use crate::store::Store;
 pub struct Application {
     listener: TcpListener,
     router: Router,
-    store: Store,
-    /// Its journal is stored before the store closes.
-    audit: Arc<crate::audit::AuditLog>,
+    /// Closed (audit journal, then store) when serving ends.
+    service: FhirService,
     addr: SocketAddr,
     base_url: String,
     grace: Duration,
@@ -158,13 +157,12 @@ impl Application {
             .unwrap_or_else(|| format!("{scheme}://{addr}/fhir"));
         let mut service = open_service(settings, base_url.clone()).await?;
         service.set_rate_limiter(RateLimiter::new(&settings.rate_limits));
-        let store = service.store().clone();
-        let audit = service.audit_log();
         let auth = Arc::new(open_auth(settings, &base_url, service.clone())?);
         let mut security = crate::fhir::capability::smart_security(&auth.issuer);
         // Browser apps on other origins are served only when some are allowed.
         security["cors"] = serde_json::Value::Bool(!settings.cors_origins.is_empty());
         service.set_security(security);
+        let closing = service.clone();
         let state = Arc::new(AppState { service, auth });
         let mcp = crate::mcp::http::routes(state.clone(), settings);
         let router = with_guards(
@@ -175,8 +173,7 @@ impl Application {
         Ok(Application {
             listener,
             router,
-            store,
-            audit,
+            service: closing,
             addr,
             base_url,
             grace: Duration::from_millis(settings.shutdown_grace_ms),
@@ -231,14 +228,13 @@ impl Application {
                 tokio::spawn(async move { server.serve(service).await })
             }
         };
-        let purger = tokio::spawn(purge_auth_state(self.store.clone()));
-        let watcher = self.store.watch_changes();
+        let purger = tokio::spawn(purge_auth_state(self.service.store().clone()));
+        let watcher = self.service.store().watch_changes();
         tokio::select! {
             res = &mut server => {
                 purger.abort();
                 watcher.abort();
-                self.audit.close().await;
-                self.store.close().await;
+                self.service.close().await;
                 return Ok(res??);
             }
             _ = shutdown => {}
@@ -257,8 +253,7 @@ impl Application {
         }
         purger.abort();
         watcher.abort();
-        self.audit.close().await;
-        self.store.close().await;
+        self.service.close().await;
         tracing::info!("stopped");
         Ok(())
     }

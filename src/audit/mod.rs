@@ -82,7 +82,7 @@ pub struct AuditLog {
 enum Door {
     /// Each caller waits for the commit of its record (group commit).
     Commit(mpsc::Sender<Job>),
-    /// Each caller waits for its record to be journaled; [`ingest`] stores
+    /// Each caller waits for its record to be journaled; [`run_ingest`] stores
     /// the journal's records in the background.
     Journal(Arc<Ingest>),
 }

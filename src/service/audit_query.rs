@@ -209,24 +209,6 @@ impl FhirService {
         ctx: &Ctx,
         i: &Interaction,
     ) -> Option<ServiceResult<Outcome>> {
-        let reads_trail = match i {
-            Interaction::Read { res_type, .. } | Interaction::VRead { res_type, .. } => {
-                res_type.as_str() == "AuditEvent"
-            }
-            Interaction::Search {
-                target: SearchTarget::Type(t),
-                ..
-            } => t == "AuditEvent",
-            Interaction::VerifyAudit => true,
-            _ => false,
-        };
-        if !reads_trail {
-            return None;
-        }
-        // Records still in the journal are part of the trail too.
-        if self.audit.settled().await.is_err() {
-            return Some(Err(ServiceError::unavailable()));
-        }
         match i {
             Interaction::Read { res_type, id } if res_type.as_str() == "AuditEvent" => {
                 Some(self.read_audit_event(ctx, id).await)
@@ -252,8 +234,18 @@ impl FhirService {
         }
     }
 
+    /// Waits for the audit journal to be stored: records still in it are
+    /// part of the trail too.
+    async fn trail_settled(&self) -> ServiceResult<()> {
+        self.audit
+            .settled()
+            .await
+            .map_err(|_| ServiceError::unavailable())
+    }
+
     async fn read_audit_event(&self, ctx: &Ctx, id: &str) -> ServiceResult<Outcome> {
         let reach = self.audit_reach(ctx, Perms::R)?;
+        self.trail_settled().await?;
         let missing = || ServiceError::not_found(format!("AuditEvent/{id} is not known"));
         let (recorded_ms, json) = self.store.audit_read(id).await?.ok_or_else(missing)?;
         let json = match &reach {
@@ -310,6 +302,7 @@ impl FhirService {
         } else {
             page_size(self, params)?
         };
+        self.trail_settled().await?;
         let (rows, total) = self
             .store
             .audit_search(&q, size as i64 + 1, want_total)
@@ -352,6 +345,7 @@ impl FhirService {
                 "$verify-audit needs an administrator's or auditor's token",
             ));
         }
+        self.trail_settled().await?;
         let report = crate::audit::chain::verify(&self.store).await?;
         let mut parameter = vec![
             json!({"name": "intact", "valueBoolean": report.is_intact()}),

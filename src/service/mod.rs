@@ -237,11 +237,6 @@ impl FhirService {
         &self.store
     }
 
-    /// The audit trail this service records in.
-    pub fn audit_log(&self) -> Arc<crate::audit::AuditLog> {
-        self.audit.clone()
-    }
-
     /// Stores what the audit journal holds, then closes the store.
     pub async fn close(&self) {
         self.audit.close().await;

@@ -286,14 +286,18 @@ impl Store {
     ) -> StoreResult<std::collections::HashSet<String>> {
         let mut found = std::collections::HashSet::new();
         for part in ids.chunks(MAX_IDS_PER_LOOKUP) {
-            let list: Vec<String> = (1..=part.len()).map(|i| format!("${i}")).collect();
-            let sql = format!("SELECT id FROM audit_log WHERE id IN ({})", list.join(", "));
-            let rows: Vec<String> = with_db!(&self.db, c => {
-                let mut q = sqlx::query_scalar(AssertSqlSafe(sql));
-                for id in part {
-                    q = q.bind(id);
-                }
-                q.fetch_all(c).await?
+            let mut binds = Vec::new();
+            let sql = format!(
+                "SELECT id FROM audit_log WHERE id IN ({})",
+                placeholders(part, &mut binds)
+            );
+            let rows = with_db!(&self.db, c => {
+                bound!(sql, &binds)
+                    .fetch_all(c)
+                    .await?
+                    .into_iter()
+                    .map(|r| r.try_get(0))
+                    .collect::<Result<Vec<String>, sqlx::Error>>()?
             });
             found.extend(rows);
         }

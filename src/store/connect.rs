@@ -160,11 +160,7 @@ async fn open_sqlite(
     // Beside the database file, as SQLite's own `-wal` and `-shm` are.
     let audit_journal = file
         .filter(|_| background && !options.sqlite_audit_sync_full)
-        .map(|path| {
-            let mut dir = path.as_os_str().to_owned();
-            dir.push(AUDIT_JOURNAL_SUFFIX);
-            std::path::PathBuf::from(dir)
-        });
+        .map(|path| super::sqlite_direct::beside(path, AUDIT_JOURNAL_SUFFIX));
     let mut writer = connect.clone().pragma(
         "cache_size",
         format!("-{}", options.sqlite_writer_cache_kib),

@@ -113,9 +113,7 @@ impl Checkpointer {
             wants_writer: wants_writer.clone(),
         };
         let flag = Lowered(running.clone());
-        let mut wal = path.as_os_str().to_owned();
-        wal.push("-wal");
-        let wal = std::path::PathBuf::from(wal);
+        let wal = super::sqlite_direct::beside(path, "-wal");
         let task = tokio::spawn(async move {
             let _running = flag;
             run(conn, wal, write, signals, limits).await;

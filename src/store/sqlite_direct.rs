@@ -46,6 +46,14 @@ pub(super) fn plain_file(path: &Path) -> Option<&Path> {
     Some(path)
 }
 
+/// The file or folder SQLite-style beside the database file at `path`:
+/// its name with `suffix` added (`vesta.db-wal`, `vesta.db-audit`).
+pub(super) fn beside(path: &Path, suffix: &str) -> std::path::PathBuf {
+    let mut name = path.as_os_str().to_owned();
+    name.push(suffix);
+    std::path::PathBuf::from(name)
+}
+
 impl DirectReads {
     /// Read-only connections to the file at `path` (see [`plain_file`]).
     pub(super) fn new(path: &Path, busy_timeout: Duration) -> DirectReads {
