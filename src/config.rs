@@ -72,6 +72,9 @@ pub struct Settings {
     pub consent_default: String,
     /// Roles that may assert break-glass (purpose of use BTG or ETREAT).
     pub break_glass_roles: Vec<String>,
+    /// Roles that may create, change or revoke any patient's Consent (a
+    /// patient may always manage their own; backend clients by scope).
+    pub consent_manager_roles: Vec<String>,
 }
 
 impl Settings {
@@ -84,6 +87,7 @@ impl Settings {
                 crate::policy::consent::ConsentVerdict::Permit
             },
             break_glass_roles: self.break_glass_roles.clone(),
+            manager_roles: self.consent_manager_roles.clone(),
         }
     }
 }
@@ -115,6 +119,7 @@ impl Default for Settings {
             mcp_session_idle_s: crate::mcp::sessions::DEFAULT_MCP_SESSION_IDLE_S,
             consent_default: "permit".into(),
             break_glass_roles: vec!["clinician".into(), "admin".into()],
+            consent_manager_roles: vec!["admin".into(), "privacy".into()],
             rate_limits: RateLimitSettings::default(),
         }
     }
@@ -149,6 +154,7 @@ pub struct FileSettings {
     pub mcp_session_idle_s: Option<u64>,
     pub consent_default: Option<String>,
     pub break_glass_roles: Option<Vec<String>>,
+    pub consent_manager_roles: Option<Vec<String>>,
     /// Role name → requests per minute; merged over the defaults.
     pub rate_limit_role_per_minute: Option<std::collections::BTreeMap<String, u32>>,
     pub rate_limit_user_per_minute: Option<u32>,
@@ -255,6 +261,9 @@ impl FileSettings {
         }
         if let Some(v) = self.break_glass_roles {
             s.break_glass_roles = v;
+        }
+        if let Some(v) = self.consent_manager_roles {
+            s.consent_manager_roles = v;
         }
         if let Some(roles) = self.rate_limit_role_per_minute {
             s.rate_limits.role_per_minute.extend(roles);

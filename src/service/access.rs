@@ -48,16 +48,28 @@ pub(super) fn hidden(res_type: &str, id: &str) -> ServiceError {
 }
 
 /// Checks writes inside the write transaction, against the content there.
+///
+/// The current version a write reads (to replace, patch or delete it) passes
+/// the same decision as a read: scopes, role, compartment and the patients'
+/// Consents ([`WriteGuard::reachable`]); one it may not read answers exactly
+/// like an id that does not exist.
 pub(super) struct WriteGuard<'a> {
     reg: &'a Registry,
     principal: &'a Principal,
+    /// The service and request whose Consents decide what the write may
+    /// read; `None` for local commands.
+    consent: Option<(&'a super::FhirService, &'a Ctx)>,
+    /// Roles that may change any patient's Consent.
+    consent_managers: &'a [String],
 }
 
 impl<'a> WriteGuard<'a> {
-    pub(super) fn new(reg: &'a Registry, ctx: &'a Ctx) -> Self {
+    pub(super) fn new(svc: &'a super::FhirService, reg: &'a Registry, ctx: &'a Ctx) -> Self {
         WriteGuard {
             reg,
             principal: &ctx.principal,
+            consent: Some((svc, ctx)),
+            consent_managers: &svc.consent.manager_roles,
         }
     }
 
@@ -67,12 +79,88 @@ impl<'a> WriteGuard<'a> {
         WriteGuard {
             reg,
             principal: &OPEN,
+            consent: None,
+            consent_managers: &[],
         }
     }
 
     /// The type-level permission alone (before any content is known).
     pub(super) fn require(&self, perm: Perms, res_type: &str) -> ServiceResult<()> {
         require(self.principal, perm, res_type).map(|_| ())
+    }
+
+    /// True when this principal may see every resource of `res_type` its
+    /// `perm` reaches, deleted ones included: no compartment, no scope
+    /// filter, and no Consent that could hide one.
+    pub(super) async fn sees_everything(&self, perm: Perms, res_type: &str) -> ServiceResult<bool> {
+        if self.principal.is_open() {
+            return Ok(true);
+        }
+        if self.principal.decide(perm, res_type) != Decision::Unrestricted {
+            return Ok(false);
+        }
+        match self.consent {
+            Some((svc, ctx)) => Ok(!svc.consent_may_hide(ctx).await?),
+            None => Ok(true),
+        }
+    }
+
+    /// May this principal create `res_type` at an id of its choosing (an
+    /// update that creates)? Only one that sees every resource of the type,
+    /// or a backend client (no user) whose scope on it is unrestricted.
+    pub(super) async fn may_create_at_id(&self, res_type: &str) -> ServiceResult<bool> {
+        let p = self.principal;
+        if p.username.is_none()
+            && p.self_patient.is_none()
+            && p.decide(Perms::C, res_type) == Decision::Unrestricted
+        {
+            return Ok(true);
+        }
+        self.sees_everything(Perms::C, res_type).await
+    }
+
+    /// The decision on the current version a write is about to read
+    /// (`None`: the id does not exist): what a read with `perm` would
+    /// decide. A live version the principal may not see, by scope,
+    /// compartment or Consent, answers like an absent id; so does a deleted
+    /// one, unless the principal sees everything of the type (a restricted
+    /// token cannot tell whose a tombstone was).
+    pub(super) async fn reachable(
+        &self,
+        perm: Perms,
+        res_type: &str,
+        id: &str,
+        current: Option<&crate::store::Current>,
+    ) -> ServiceResult<()> {
+        if self.principal.is_open() {
+            return Ok(());
+        }
+        let d = require(self.principal, perm, res_type)?;
+        let Some(current) = current else {
+            return Ok(());
+        };
+        let text = match (&current.content, current.deleted) {
+            (Some(text), false) => text,
+            _ => {
+                return if self.sees_everything(perm, res_type).await? {
+                    Ok(())
+                } else {
+                    Err(hidden(res_type, id))
+                };
+            }
+        };
+        let existing: Value = serde_json::from_str(text).map_err(|_| ServiceError::internal())?;
+        if !visible(self.reg, &d, res_type, &existing) {
+            return Err(hidden(res_type, id));
+        }
+        if let Some((svc, ctx)) = self.consent {
+            if svc.consent_may_hide(ctx).await?
+                && !svc.consent_allows(ctx, res_type, &existing).await?
+            {
+                return Err(hidden(res_type, id));
+            }
+        }
+        Ok(())
     }
 
     /// The stored resource about to be changed must be reachable.
@@ -87,11 +175,10 @@ impl<'a> WriteGuard<'a> {
             return Ok(());
         }
         let d = require(self.principal, perm, res_type)?;
-        if visible(self.reg, &d, res_type, existing) {
-            Ok(())
-        } else {
-            Err(hidden(res_type, id))
+        if !visible(self.reg, &d, res_type, existing) {
+            return Err(hidden(res_type, id));
         }
+        self.consent_authority(res_type, existing)
     }
 
     /// The content about to be stored must stay within the token's reach.
@@ -105,13 +192,44 @@ impl<'a> WriteGuard<'a> {
             return Ok(());
         }
         let d = require(self.principal, perm, res_type)?;
-        if visible(self.reg, &d, res_type, resource) {
-            Ok(())
-        } else {
-            Err(ServiceError::forbidden(format!(
+        if !visible(self.reg, &d, res_type, resource) {
+            return Err(ServiceError::forbidden(format!(
                 "the access token does not allow this {res_type} to be written (outside its patient or scope filter)"
-            )))
+            )));
         }
+        self.consent_authority(res_type, resource)
+    }
+
+    /// Who may create, change or revoke a Consent: the patient it is about
+    /// (a `self_only` user whose own record it is), a user whose role is
+    /// one of `consent_manager_roles`, or a backend client (no user) whose
+    /// scopes allow the write. Anyone else, including a user the Consent
+    /// restricts, gets 403.
+    fn consent_authority(&self, res_type: &str, consent: &Value) -> ServiceResult<()> {
+        if res_type != "Consent" || self.principal.is_open() {
+            return Ok(());
+        }
+        let p = self.principal;
+        if p.username.is_none() && p.role.is_none() && p.self_patient.is_none() {
+            return Ok(());
+        }
+        if p.role
+            .as_ref()
+            .is_some_and(|r| self.consent_managers.contains(r))
+        {
+            return Ok(());
+        }
+        let about = consent["patient"]["reference"]
+            .as_str()
+            .and_then(|r| r.strip_prefix("Patient/"));
+        if let (Some(own), Some(about)) = (p.self_patient.as_deref(), about) {
+            if !own.is_empty() && own == about {
+                return Ok(());
+            }
+        }
+        Err(ServiceError::forbidden(
+            "only the patient a Consent is about, a privacy officer or an administrator may create, change or revoke it",
+        ))
     }
 }
 
@@ -188,4 +306,32 @@ pub(super) fn check_reverse_chains(
         ));
     }
     Ok(())
+}
+
+/// Chains and `_has` read the resources they pass through, so the token
+/// must be allowed to search those types too: a `_has` over a type it may
+/// not read would otherwise answer, by its matches and counts, what that
+/// type holds. Refused with 403, like a search of that type itself.
+pub(super) fn check_inner_types(
+    principal: &Principal,
+    clauses: &[(String, crate::search::query::Clause)],
+) -> ServiceResult<()> {
+    use crate::search::query::Clause;
+    fn walk(principal: &Principal, c: &Clause) -> ServiceResult<()> {
+        match c {
+            Clause::Param { .. } => Ok(()),
+            Clause::Chain { target, inner, .. } => {
+                require(principal, Perms::S, target)?;
+                walk(principal, inner)
+            }
+            Clause::Has { source, inner, .. } => {
+                require(principal, Perms::S, source)?;
+                walk(principal, inner)
+            }
+        }
+    }
+    if principal.is_open() {
+        return Ok(());
+    }
+    clauses.iter().try_for_each(|(_, c)| walk(principal, c))
 }

@@ -8,7 +8,6 @@ use super::interaction::{query_pairs, Interaction};
 use super::{Body, Ctx, FhirService, Outcome, ServiceError, ServiceResult};
 use crate::fhir::ResourceType;
 use crate::policy::scope::Perms;
-use crate::policy::Principal;
 use crate::search::plan::SearchPlan;
 
 /// What a conditional search found.
@@ -25,10 +24,11 @@ impl FhirService {
     /// refused: a condition that is silently ignored would match everything.
     pub(super) async fn conditional_matches(
         &self,
-        principal: &Principal,
+        ctx: &Ctx,
         res_type: &str,
         query: &str,
     ) -> ServiceResult<Matches> {
+        let principal = &ctx.principal;
         let mut params: Vec<(String, String)> = query_pairs(query)
             .into_iter()
             .filter(|(k, _)| !matches!(k.as_str(), "_format" | "_pretty"))
@@ -53,6 +53,7 @@ impl FhirService {
             2,
             2,
         )?;
+        super::access::check_inner_types(principal, &plan.clauses)?;
         if !plan.ignored.is_empty() {
             return Err(ServiceError::invalid(
                 format!(
@@ -68,6 +69,9 @@ impl FhirService {
         if let Some(p) = restriction.as_ref().and_then(|r| r.patient.as_deref()) {
             plan.compartment = patient_compartment(p, res_type);
         }
+        // Nor a match the patients' Consents hide from this request: it
+        // answers as if it were not there.
+        plan.consent = self.consent_filter(ctx).await?;
         plan.count = 2;
         plan.includes.clear();
         plan.revincludes.clear();
@@ -98,10 +102,7 @@ impl FhirService {
                 resource,
                 if_none_exist: Some(q),
             } => {
-                match self
-                    .conditional_matches(&ctx.principal, res_type.as_str(), &q)
-                    .await?
-                {
+                match self.conditional_matches(ctx, res_type.as_str(), &q).await? {
                     Matches::None => Ok(Interaction::Create {
                         res_type,
                         resource,
@@ -126,7 +127,7 @@ impl FhirService {
                     .and_then(Value::as_str)
                     .map(str::to_string);
                 match self
-                    .conditional_matches(&ctx.principal, res_type.as_str(), &query)
+                    .conditional_matches(ctx, res_type.as_str(), &query)
                     .await?
                 {
                     Matches::None => match body_id {
@@ -168,7 +169,7 @@ impl FhirService {
                 query,
                 patch,
             } => match self
-                .conditional_matches(&ctx.principal, res_type.as_str(), &query)
+                .conditional_matches(ctx, res_type.as_str(), &query)
                 .await?
             {
                 Matches::None => {
@@ -186,7 +187,7 @@ impl FhirService {
             },
             Interaction::ConditionalDelete { res_type, query } => {
                 match self
-                    .conditional_matches(&ctx.principal, res_type.as_str(), &query)
+                    .conditional_matches(ctx, res_type.as_str(), &query)
                     .await?
                 {
                     Matches::None => Err(Outcome {
@@ -217,7 +218,7 @@ impl FhirService {
                 None,
             ));
         }
-        match self.conditional_matches(&ctx.principal, t, q).await? {
+        match self.conditional_matches(ctx, t, q).await? {
             Matches::One(id) => Ok(format!("{t}/{id}")),
             Matches::None => Err(ServiceError::precondition_failed(format!(
                 "the conditional reference {t}?… matched no resource"

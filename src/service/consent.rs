@@ -36,6 +36,11 @@ pub struct ConsentSettings {
     /// Roles that may assert break-glass (purpose BTG or ETREAT) and so
     /// override a Consent's deny; every such access is audited and flagged.
     pub break_glass_roles: Vec<String>,
+    /// Roles that may create, change or revoke any patient's Consent. A
+    /// patient (a `self_only` user) may manage their own Consents, and a
+    /// backend client (no user) its scopes allow; nobody else may, so a
+    /// user a Consent restricts cannot lift the restriction.
+    pub manager_roles: Vec<String>,
 }
 
 impl Default for ConsentSettings {
@@ -43,6 +48,7 @@ impl Default for ConsentSettings {
         ConsentSettings {
             default: ConsentVerdict::Permit,
             break_glass_roles: vec!["clinician".into(), "admin".into()],
+            manager_roles: vec!["admin".into(), "privacy".into()],
         }
     }
 }
@@ -62,15 +68,80 @@ pub(super) fn asserts_break_glass(ctx: &Ctx) -> bool {
         .any(|p| BREAK_GLASS_PURPOSES.contains(&p.as_str()))
 }
 
+/// Most versions of one resource read to find the security labels that its
+/// later versions put on an earlier one; a resource with more is hidden
+/// whole from a request that labels could restrict (fail closed).
+pub const MAX_LABEL_VERSIONS: i64 = 1_000;
+
+/// The security labels (`meta.security` codings) of a resource.
+fn labels_of(resource: &Value) -> Vec<Value> {
+    resource["meta"]["security"]
+        .as_array()
+        .cloned()
+        .unwrap_or_default()
+}
+
+/// `version` carrying `extra` labels as well as its own (each coding once):
+/// what a Consent judges an earlier version by.
+pub(super) fn with_labels(version: &Value, extra: &[Value]) -> Value {
+    let mut out = version.clone();
+    if extra.is_empty() {
+        return out;
+    }
+    let mut all = labels_of(version);
+    for l in extra {
+        if !all.contains(l) {
+            all.push(l.clone());
+        }
+    }
+    if let Some(obj) = out.as_object_mut() {
+        let meta = obj
+            .entry("meta")
+            .or_insert_with(|| Value::Object(Default::default()));
+        if let Some(m) = meta.as_object_mut() {
+            m.insert("security".into(), Value::Array(all));
+        }
+    }
+    out
+}
+
+/// Every version's labels of one resource, newest first, so that the labels
+/// a version is judged by (its own and every later version's) can be read off.
+pub(super) struct VersionLabels(Vec<(i64, Vec<Value>)>);
+
+impl VersionLabels {
+    /// The labels of `version` and of every version after it.
+    pub(super) fn since_version(&self, version: i64) -> Vec<Value> {
+        let mut out: Vec<Value> = Vec::new();
+        for (_, ls) in self.0.iter().filter(|(v, _)| *v >= version) {
+            for l in ls {
+                if !out.contains(l) {
+                    out.push(l.clone());
+                }
+            }
+        }
+        out
+    }
+}
+
 /// The Consents in force for one request, ready to decide resources.
 pub(super) struct ConsentBook {
     by_patient: HashMap<String, Vec<Value>>,
     default: ConsentVerdict,
     /// Local command or break-glass: nothing is hidden.
     bypass: bool,
+    /// Some in-force Consent decides by security label, so an earlier
+    /// version must be judged with its later versions' labels too.
+    uses_labels: bool,
 }
 
 impl ConsentBook {
+    /// True when an earlier version must be judged with the labels of the
+    /// versions after it (see [`FhirService::version_labels`]).
+    pub(super) fn uses_labels(&self) -> bool {
+        !self.hides_nothing() && self.uses_labels
+    }
+
     /// True when no resource can be hidden (no Consents under opt-out).
     pub(super) fn hides_nothing(&self) -> bool {
         self.bypass || (self.by_patient.is_empty() && self.default == ConsentVerdict::Permit)
@@ -273,11 +344,83 @@ impl FhirService {
         } else {
             self.consents(patients).await?
         };
+        let uses_labels = by_patient
+            .values()
+            .flatten()
+            .any(|c| c.to_string().contains("\"securityLabel\""));
         Ok(ConsentBook {
             by_patient,
             default: self.consent.default,
             bypass,
+            uses_labels,
         })
+    }
+
+    /// The security labels of every version of `res_type/id`, newest first;
+    /// `None` when it has more than [`MAX_LABEL_VERSIONS`] versions.
+    pub(super) async fn version_labels(
+        &self,
+        res_type: &str,
+        id: &str,
+    ) -> ServiceResult<Option<VersionLabels>> {
+        let rows = self
+            .store
+            .history(
+                crate::store::HistoryScope::Instance(res_type, id),
+                None,
+                None,
+                MAX_LABEL_VERSIONS + 1,
+            )
+            .await?;
+        if rows.len() as i64 > MAX_LABEL_VERSIONS {
+            return Ok(None);
+        }
+        let mut out = Vec::with_capacity(rows.len());
+        for r in rows {
+            let labels = match &r.content {
+                Some(text) => {
+                    let v: Value =
+                        serde_json::from_str(text).map_err(|_| ServiceError::internal())?;
+                    labels_of(&v)
+                }
+                None => Vec::new(),
+            };
+            out.push((r.version, labels));
+        }
+        Ok(Some(VersionLabels(out)))
+    }
+
+    /// May this request see version `version` of `res_type/id` (`resource`,
+    /// not necessarily the current one)? Judged as [`consent_allows`] with
+    /// the security labels of this version and of every later one: a label
+    /// put on a resource covers its earlier versions too.
+    ///
+    /// [`consent_allows`]: FhirService::consent_allows
+    pub(super) async fn consent_allows_version(
+        &self,
+        ctx: &Ctx,
+        res_type: &str,
+        id: &str,
+        version: i64,
+        resource: &Value,
+    ) -> ServiceResult<bool> {
+        if ctx.principal.is_open() {
+            return Ok(true);
+        }
+        let reg = self.registry.get();
+        let patients = patients_of(&reg, res_type, resource);
+        if patients.is_empty() {
+            return Ok(true);
+        }
+        let book = self.consent_book(ctx, Some(&patients)).await?;
+        if !book.uses_labels() {
+            return Ok(book.allows(&reg, ctx, res_type, resource));
+        }
+        let Some(labels) = self.version_labels(res_type, id).await? else {
+            return Ok(false);
+        };
+        let judged = with_labels(resource, &labels.since_version(version));
+        Ok(book.allows(&reg, ctx, res_type, &judged))
     }
 
     /// May this request see `resource`, as its patients' Consents say?
@@ -331,7 +474,12 @@ impl FhirService {
             };
             let (types, _, compartment) = self.target_types(&target, &[])?;
             let mut plan = SearchPlan::parse(&reg, types, &[], 1, 1)?;
-            plan.compartment = compartment;
+            // The compartment's owner (the Patient resource itself) is
+            // decided like everything else in it.
+            plan.compartment = compartment.map(|mut c| {
+                c.include_owner = true;
+                c
+            });
             plan.count = MAX_CONSENT_SCAN;
             let (sql, binds, keys) = plan.page_sql(&reg)?;
             let rows = self.store.search_rows(sql, &binds, keys).await?;

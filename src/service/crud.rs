@@ -86,6 +86,7 @@ pub(super) async fn write_in_tx(
     guard: &WriteGuard<'_>,
 ) -> ServiceResult<(StoredResource, Effect)> {
     let current = tx.current(res_type.as_str(), id).await?;
+    pre_read(guard, res_type, id, kind, current.as_ref()).await?;
     let planned = plan_write(current.as_ref(), res_type, id, resource, kind, guard)?;
     if let Some(version) = planned.new_version(index) {
         tx.save(version).await?;
@@ -147,6 +148,12 @@ pub(super) async fn write_many_in_tx(
     let mut planned = Vec::with_capacity(writes.len());
     for (at, w) in writes.into_iter().enumerate() {
         let current = currents.get(&w.res_type).and_then(|m| m.get(&w.id));
+        pre_read(guard, w.res_type, &w.id, w.kind, current)
+            .await
+            .map_err(|error| BatchError {
+                at: Some(at),
+                error,
+            })?;
         let plan =
             plan_write(current, w.res_type, &w.id, w.resource, w.kind, guard).map_err(|error| {
                 BatchError {
@@ -162,6 +169,34 @@ pub(super) async fn write_many_in_tx(
         .collect();
     tx.save_many(&versions).await?;
     Ok(planned.into_iter().map(|(plan, _)| plan).collect())
+}
+
+/// The decision on the current version a write reads before it writes:
+/// the same as a read's ([`WriteGuard::reachable`]), so that a resource the
+/// principal may not read answers like an absent id. An update that would
+/// create (PUT to an id that does not exist) is open only to principals that
+/// see every resource of the type and to backend clients (no user): for any
+/// other, a 201 for a free id beside a 404 for a hidden one would tell
+/// hidden ids apart, so it answers the same 404 (create with POST instead).
+pub(super) async fn pre_read(
+    guard: &WriteGuard<'_>,
+    res_type: ResourceType,
+    id: &str,
+    kind: WriteKind,
+    current: Option<&Current>,
+) -> ServiceResult<()> {
+    let t = res_type.as_str();
+    match kind {
+        // A fresh id: nothing is read.
+        WriteKind::Create => Ok(()),
+        WriteKind::Update { .. } | WriteKind::Patch { .. } => {
+            guard.reachable(Perms::U, t, id, current).await?;
+            if current.is_none_or(|c| c.deleted) && !guard.may_create_at_id(t).await? {
+                return Err(hidden(t, id));
+            }
+            Ok(())
+        }
+    }
 }
 
 /// A write decided against the current version, not yet stored.
@@ -287,6 +322,15 @@ pub(super) async fn delete_in_tx(
     let Some(current) = tx.current(res_type.as_str(), id).await? else {
         return Ok(None);
     };
+    // A resource the principal may not see is deleted exactly as an absent
+    // one is: not at all (404 alone, 204 in a Bundle).
+    match guard
+        .reachable(Perms::D, res_type.as_str(), id, Some(&current))
+        .await
+    {
+        Err(e) if e.status == 404 => return Ok(None),
+        other => other?,
+    }
     if let (false, Some(text)) = (current.deleted, &current.content) {
         let existing: Value = serde_json::from_str(text).map_err(|_| ServiceError::internal())?;
         guard.existing(Perms::D, res_type.as_str(), id, &existing)?;
@@ -366,19 +410,29 @@ impl FhirService {
         }
     }
 
-    /// 404 unless the patients' Consents let this request see `json`.
+    /// 404 unless the patients' Consents let this request see `json`, the
+    /// current version or (with `version`) an earlier one, which is judged
+    /// with the security labels of the versions after it as well.
     async fn check_consent(
         &self,
         ctx: &Ctx,
         res_type: &str,
         id: &str,
+        version: Option<i64>,
         json: &str,
     ) -> ServiceResult<()> {
         if !self.consent_may_hide(ctx).await? {
             return Ok(());
         }
         let v: Value = serde_json::from_str(json).map_err(|_| ServiceError::internal())?;
-        if self.consent_allows(ctx, res_type, &v).await? {
+        let allowed = match version {
+            None => self.consent_allows(ctx, res_type, &v).await?,
+            Some(n) => {
+                self.consent_allows_version(ctx, res_type, id, n, &v)
+                    .await?
+            }
+        };
+        if allowed {
             Ok(())
         } else {
             Err(hidden(res_type, id))
@@ -404,7 +458,7 @@ impl FhirService {
             }
             Some(json) if !current.deleted => {
                 self.check_visible(&decision, res_type.as_str(), id, &json)?;
-                self.check_consent(ctx, res_type.as_str(), id, &json)
+                self.check_consent(ctx, res_type.as_str(), id, None, &json)
                     .await?;
                 Ok(Outcome::stored(
                     200,
@@ -439,12 +493,17 @@ impl FhirService {
             .read_version(res_type.as_str(), id, n)
             .await?
             .ok_or_else(not_found)?;
+        // A version the principal may not see answers exactly like a
+        // version that does not exist.
+        let hidden_as_absent = |e: ServiceError| if e.status == 404 { not_found() } else { e };
         match v.content {
-            None if decision != Decision::Unrestricted => Err(hidden(res_type.as_str(), id)),
+            None if decision != Decision::Unrestricted => Err(not_found()),
             Some(json) => {
-                self.check_visible(&decision, res_type.as_str(), id, &json)?;
-                self.check_consent(ctx, res_type.as_str(), id, &json)
-                    .await?;
+                self.check_visible(&decision, res_type.as_str(), id, &json)
+                    .map_err(hidden_as_absent)?;
+                self.check_consent(ctx, res_type.as_str(), id, Some(v.version), &json)
+                    .await
+                    .map_err(hidden_as_absent)?;
                 Ok(Outcome::stored(
                     200,
                     StoredResource {
@@ -481,7 +540,7 @@ impl FhirService {
             resource,
             WriteKind::Create,
             &index,
-            &WriteGuard::new(&self.registry.get(), ctx),
+            &WriteGuard::new(self, &self.registry.get(), ctx),
         )
         .await?;
         self.commit_audited(ctx, tx, 201, &[&stored], &[]).await?;
@@ -498,7 +557,7 @@ impl FhirService {
     ) -> ServiceResult<Outcome> {
         require(&ctx.principal, Perms::U, res_type.as_str())?;
         let reg = self.registry.get();
-        let guard = WriteGuard::new(&reg, ctx);
+        let guard = WriteGuard::new(self, &reg, ctx);
         check_resource(&resource, Some(res_type), IdRule::MustEqual(id)).map_err(invalid)?;
         let index = extract(&self.registry.get(), &resource);
         // Two concurrent creates of one new id race on the unique key; the
@@ -546,7 +605,7 @@ impl FhirService {
             id,
             &patch,
             if_match,
-            &WriteGuard::new(&reg, ctx),
+            &WriteGuard::new(self, &reg, ctx),
         )
         .await?;
         self.commit_audited(ctx, tx, 200, &[&stored], &[]).await?;
@@ -564,7 +623,7 @@ impl FhirService {
             &mut tx,
             res_type,
             id,
-            &WriteGuard::new(&self.registry.get(), ctx),
+            &WriteGuard::new(self, &self.registry.get(), ctx),
         )
         .await?;
         let deleted: Vec<&super::VersionFacts> = facts.iter().collect();
@@ -593,13 +652,18 @@ pub(super) async fn patch_in_tx(
     if_match: Option<i64>,
     guard: &WriteGuard<'_>,
 ) -> ServiceResult<StoredResource> {
+    // A patch reads the current version (a `test` operation compares it,
+    // and the answer carries it): it needs read as well as update.
+    guard.require(Perms::R, res_type.as_str())?;
     let current = tx.current(res_type.as_str(), id).await?;
+    guard
+        .reachable(Perms::U, res_type.as_str(), id, current.as_ref())
+        .await?;
+    guard
+        .reachable(Perms::R, res_type.as_str(), id, current.as_ref())
+        .await?;
     let text = match &current {
-        None => {
-            return Err(ServiceError::not_found(format!(
-                "{res_type}/{id} is not known"
-            )))
-        }
+        None => return Err(hidden(res_type.as_str(), id)),
         Some(c) if c.deleted => {
             return Err(ServiceError::gone(format!(
                 "{res_type}/{id} has been deleted"

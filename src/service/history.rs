@@ -118,6 +118,17 @@ impl FhirService {
                     return Err(hidden(t.as_str(), id));
                 }
             }
+            // A resource its patients' Consents hide has no history either
+            // (answered like an id that does not exist).
+            if let (false, Some(text)) = (current.deleted, &current.content) {
+                if self.consent_may_hide(ctx).await? {
+                    let v: Value =
+                        serde_json::from_str(text).map_err(|_| ServiceError::internal())?;
+                    if !self.consent_allows(ctx, t.as_str(), &v).await? {
+                        return Err(hidden(t.as_str(), id));
+                    }
+                }
+            }
         }
         let reg = self.registry.get();
         let book = self.consent_book(ctx, None).await?;
@@ -139,6 +150,8 @@ impl FhirService {
             },
         )];
         let mut entries = Vec::with_capacity(rows.len().min(count));
+        let mut later_labels: HashMap<(String, String), Option<super::consent::VersionLabels>> =
+            HashMap::new();
         let mut last_vid = None;
         for row in rows.into_iter().take(count) {
             last_vid = Some(row.vid);
@@ -171,6 +184,25 @@ impl FhirService {
             if let Some(v) = &parsed {
                 if !book.allows(&reg, ctx, &row.res_type, v) {
                     continue;
+                }
+                // A label on a later version covers this one too.
+                if book.uses_labels() {
+                    let key = (row.res_type.clone(), row.res_id.clone());
+                    if !later_labels.contains_key(&key) {
+                        let labels = self.version_labels(&row.res_type, &row.res_id).await?;
+                        later_labels.insert(key.clone(), labels);
+                    }
+                    let judged = match later_labels.get(&key) {
+                        Some(Some(labels)) => Some(super::consent::with_labels(
+                            v,
+                            &labels.since_version(row.version),
+                        )),
+                        _ => None,
+                    };
+                    match judged {
+                        Some(j) if book.allows(&reg, ctx, &row.res_type, &j) => {}
+                        _ => continue,
+                    }
                 }
             }
             let full_url = format!("{}/{}/{}", self.base_url, row.res_type, row.res_id);

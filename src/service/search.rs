@@ -246,7 +246,18 @@ impl FhirService {
         };
         if let SearchTarget::Everything { patient: Some(id) } = &target {
             match self.store.read("Patient", id).await? {
-                Some(c) if !c.deleted => {}
+                // A Patient its Consents hide has no record to show.
+                Some(c) if !c.deleted => {
+                    if let Some(text) = &c.content {
+                        if self.consent_may_hide(ctx).await? {
+                            let v: Value =
+                                serde_json::from_str(text).map_err(|_| ServiceError::internal())?;
+                            if !self.consent_allows(ctx, "Patient", &v).await? {
+                                return Err(super::access::hidden("Patient", id));
+                            }
+                        }
+                    }
+                }
                 Some(_) => {
                     return Err(ServiceError::gone(format!("Patient/{id} has been deleted")))
                 }
@@ -329,6 +340,7 @@ impl FhirService {
             self.limits.max_count,
         )?;
         plan.compartment = compartment;
+        super::access::check_inner_types(principal, &plan.clauses)?;
         plan.consent = self.consent_filter(ctx).await?;
         for (_, c) in plan.clauses.iter_mut() {
             self.expand_valuesets(c).await?;
@@ -593,7 +605,7 @@ impl FhirService {
                     let url = crate::search::values::unescape(url);
                     let stored = match self
                         .conditional_matches(
-                            &Principal::open(),
+                            &Ctx::new("valueset", std::sync::Arc::new(Principal::open())),
                             "ValueSet",
                             &format!("url={}", urlencode(&url)),
                         )

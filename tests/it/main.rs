@@ -3,6 +3,7 @@
 
 mod helpers;
 
+mod access_matrix;
 mod audit;
 mod bundles;
 mod cli;
