@@ -4,6 +4,7 @@
 mod helpers;
 
 mod audit;
+mod audit_every_request;
 mod bundles;
 mod cli;
 mod concurrency;

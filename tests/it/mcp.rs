@@ -16,7 +16,7 @@ use crate::helpers::smart::SmartApp;
 use crate::helpers::{client_with_token, Backend};
 
 /// Mints a token whose audience includes the MCP resource `{root}/mcp`.
-fn mcp_token(
+pub(crate) fn mcp_token(
     s: &SmartApp,
     client: &str,
     scopes: &str,
@@ -44,7 +44,7 @@ fn mcp_token(
 
 /// The stateless protocol revision (no sessions) and the latest revision
 /// with an `initialize` handshake (sessions).
-const MODERN: &str = "2026-07-28";
+pub(crate) const MODERN: &str = "2026-07-28";
 const HANDSHAKE: &str = "2025-11-25";
 
 async fn run_script(args: &[&str], envs: &[(&str, String)]) {
@@ -144,7 +144,7 @@ both_backends!(python_client_over_stdio);
 
 /// A stateless (2026-07-28) JSON-RPC request to `/mcp`: the protocol
 /// version in a header and in `_meta`, and the SEP-2243 routing headers.
-fn stateless(
+pub(crate) fn stateless(
     client: &reqwest::Client,
     url: &str,
     method: &str,
@@ -175,7 +175,7 @@ fn stateless(
 }
 
 /// One stateless JSON-RPC request to `/mcp` (no session needed).
-async fn rpc(
+pub(crate) async fn rpc(
     client: &reqwest::Client,
     url: &str,
     method: &str,
