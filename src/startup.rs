@@ -118,10 +118,19 @@ fn panic_response(_: Box<dyn std::any::Any + Send + 'static>) -> Response<axum::
     resp
 }
 
-/// Wraps the router with request ids, request logging and panic recovery.
-pub fn with_middleware(router: Router) -> Router {
+/// Wraps the router with request ids, request logging, the audit fence
+/// (a refusal nothing else audited is audited there: `audit::fence`), the
+/// request line and header limits (inside the fence) and panic recovery.
+pub fn with_middleware(router: Router, service: FhirService) -> Router {
     router
         .layer(CatchPanicLayer::custom(panic_response))
+        .layer(axum::middleware::from_fn(
+            crate::guard::request_limits::request_limits,
+        ))
+        .layer(axum::middleware::from_fn_with_state(
+            service,
+            crate::audit::fence::fence,
+        ))
         .layer(
             TraceLayer::new_for_http()
                 .make_span_with(request_span)
@@ -163,10 +172,11 @@ impl Application {
         security["cors"] = serde_json::Value::Bool(!settings.cors_origins.is_empty());
         service.set_security(security);
         let closing = service.clone();
+        let fenced = service.clone();
         let state = Arc::new(AppState { service, auth });
         let mcp = crate::mcp::http::routes(state.clone(), settings);
         let router = with_guards(
-            with_middleware(rest::router(state).merge(mcp)),
+            with_middleware(rest::router(state).merge(mcp), fenced),
             &settings.cors_origins,
             tls.is_some(),
         );

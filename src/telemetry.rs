@@ -2,10 +2,15 @@
 
 use tracing_subscriber::{fmt, EnvFilter};
 
-/// The MCP SDK logs whole requests and results at debug level (PHI): it is
-/// capped at `warn` whatever `RUST_LOG` says.
+/// The MCP SDK logs whole requests and results at debug level (PHI), and
+/// at `warn` a handler's error with its message (`response error`, which
+/// can quote a resource id) and parts of rejected requests (a Host or
+/// Origin value): it is capped at `error` (transport failures, no content)
+/// whatever `RUST_LOG` says. Refusals are in the audit trail instead.
+pub const RMCP_CAP: &str = "rmcp=error";
+
 fn with_caps(filter: EnvFilter) -> EnvFilter {
-    match "rmcp=warn".parse() {
+    match RMCP_CAP.parse() {
         Ok(d) => filter.add_directive(d),
         Err(_) => filter,
     }

@@ -13,6 +13,7 @@
 pub mod chain;
 pub mod event;
 pub mod export;
+pub mod fence;
 pub mod journal;
 
 use std::path::PathBuf;

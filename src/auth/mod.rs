@@ -250,7 +250,10 @@ impl AuthServer {
         status: u16,
         detail: Option<String>,
     ) -> Result<(), Response> {
-        let ctx = crate::service::Ctx::new(String::new(), Arc::new(principal)).via("auth", peer);
+        let request_id = crate::audit::fence::Recorded::current()
+            .request_id()
+            .to_string();
+        let ctx = crate::service::Ctx::new(request_id, Arc::new(principal)).via("auth", peer);
         self.service
             .audit_auth_event(&ctx, code, status, detail)
             .await

@@ -47,7 +47,39 @@ struct Gate {
     /// browser: the server's own and the configured CORS origins.
     allowed_origins: Vec<String>,
     any_origin: bool,
+    /// `Host` values (host, optional port) `/mcp` answers to (DNS rebinding).
+    allowed_hosts: Vec<(String, Option<u16>)>,
     sessions: Arc<Sessions>,
+}
+
+/// A `Host` value as (lower-case host without brackets, port).
+fn authority(value: &str) -> Option<(String, Option<u16>)> {
+    let value = value.trim();
+    if value.is_empty() {
+        return None;
+    }
+    match axum::http::uri::Authority::try_from(value) {
+        Ok(a) => Some((
+            a.host().trim_matches(['[', ']']).to_ascii_lowercase(),
+            a.port_u16(),
+        )),
+        Err(_) => None,
+    }
+}
+
+/// The request's `Host` (or HTTP/2 `:authority`) is one `/mcp` answers to;
+/// an allowed entry without a port matches any port.
+fn host_allowed(gate: &Gate, headers: &HeaderMap, uri: &axum::http::Uri) -> bool {
+    let value = match headers.get(header::HOST) {
+        Some(v) => v.to_str().ok(),
+        None => uri.authority().map(|a| a.as_str()),
+    };
+    let Some((host, port)) = value.and_then(authority) else {
+        return false;
+    };
+    gate.allowed_hosts
+        .iter()
+        .any(|(h, p)| *h == host && (p.is_none() || *p == port))
 }
 
 /// The `/mcp` routes and the metadata documents, for `startup` to merge.
@@ -65,6 +97,14 @@ pub fn routes(app: Arc<AppState>, settings: &crate::config::Settings) -> Router 
         }
     }
     hosts.extend(allowed_hosts.iter().cloned());
+    let host_list = hosts
+        .iter()
+        .filter_map(|h| {
+            authority(h).or_else(|| Some((h.trim_matches(['[', ']']).to_ascii_lowercase(), None)))
+        })
+        .collect();
+    // rmcp keeps its own check of the same list as a second line; ours in
+    // `guard` answers first, so the refusal is audited.
     let config = StreamableHttpServerConfig::default()
         .with_allowed_hosts(hosts)
         // Sessions for the handshake revisions; 2026-07-28 requests are
@@ -91,6 +131,7 @@ pub fn routes(app: Arc<AppState>, settings: &crate::config::Settings) -> Router 
             )
             .collect(),
         any_origin: cors_origins.iter().any(|o| o == "*"),
+        allowed_hosts: host_list,
         app: app.clone(),
         sessions,
     });
@@ -165,6 +206,18 @@ async fn guard(State(gate): State<Arc<Gate>>, mut req: Request, next: Next) -> R
         .unwrap_or_default()
         .to_string();
     let peer = crate::audit::peer_of(req.extensions());
+    // DNS rebinding: a page on another name that resolves here.
+    if !host_allowed(&gate, &headers, req.uri()) {
+        let e = ServiceError::forbidden("this Host may not call the MCP endpoint");
+        let ctx = Ctx::new(request_id, Arc::new(Principal::anonymous())).via("mcp", peer);
+        if app.service.audit_refusal(&ctx, None, &e).await.is_err() {
+            return outcome_response(
+                StatusCode::SERVICE_UNAVAILABLE,
+                &ServiceError::unavailable(),
+            );
+        }
+        return outcome_response(StatusCode::FORBIDDEN, &e);
+    }
     if let Some(origin) = header_str(&headers, &header::ORIGIN) {
         let origin = origin.trim_end_matches('/');
         if !gate.any_origin && !gate.allowed_origins.iter().any(|o| o == origin) {
@@ -290,6 +343,7 @@ async fn guard(State(gate): State<Arc<Gate>>, mut req: Request, next: Next) -> R
         peer,
         request_id,
         purposes: crate::audit::purposes_of_use(&headers),
+        recorded: crate::audit::fence::Recorded::current(),
     });
     let response = next.run(req).await;
     if session.is_none() {

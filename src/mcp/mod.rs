@@ -62,6 +62,9 @@ pub struct Caller {
     pub peer: Option<String>,
     pub request_id: String,
     pub purposes: Vec<String>,
+    /// The HTTP request's AuditEvent counter (rmcp may run the handler on
+    /// another task than the request's, where the task-local is not set).
+    pub recorded: crate::audit::fence::Recorded,
 }
 
 /// Where a request's caller comes from.
@@ -148,6 +151,7 @@ impl McpDoor {
                     peer: None,
                     request_id: uuid::Uuid::new_v4().to_string(),
                     purposes: Vec::new(),
+                    recorded: Default::default(),
                 })
             }
         }
@@ -158,7 +162,8 @@ impl McpDoor {
         let c = self.caller(rc).await?;
         let mut ctx = Ctx::new(c.request_id, c.principal)
             .via("mcp", c.peer)
-            .with_tool(tool);
+            .with_tool(tool)
+            .with_recorded(c.recorded);
         ctx.purposes = c.purposes;
         Ok(ctx)
     }

@@ -91,8 +91,43 @@ impl ToolSpec {
     }
 }
 
-/// Checks arguments against the schema's property names, then runs the tool.
+/// Runs the tool with [`checked_run`]; a call that recorded no AuditEvent
+/// of its own (refused on its arguments, a dry run of a Bundle, a tool that
+/// reads nothing) is recorded as one event of the tool, with its status.
+/// Fails closed: a call that cannot be recorded answers 503.
 pub async fn invoke(
+    spec: &ToolSpec,
+    service: FhirService,
+    ctx: Ctx,
+    args: Map<String, Value>,
+) -> ToolOutput {
+    let before = ctx.recorded.count();
+    let audit_ctx = ctx.clone();
+    let dry_run = spec.destructive && args.get("confirm") != Some(&Value::Bool(true));
+    let out = checked_run(spec, service.clone(), ctx, args).await;
+    if audit_ctx.recorded.count() != before {
+        return out;
+    }
+    let detail = if out.is_error {
+        out.structured["issue"][0]["diagnostics"]
+            .as_str()
+            .map(str::to_string)
+    } else if dry_run {
+        Some("dry run: nothing changed".to_string())
+    } else {
+        None
+    };
+    match service
+        .audit_tool_call(&audit_ctx, spec.name, out.status, detail)
+        .await
+    {
+        Ok(()) => out,
+        Err(e) => ToolOutput::error(&e),
+    }
+}
+
+/// Checks arguments against the schema's property names, then runs the tool.
+async fn checked_run(
     spec: &ToolSpec,
     service: FhirService,
     ctx: Ctx,

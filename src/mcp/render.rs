@@ -20,6 +20,8 @@ pub struct ToolOutput {
     /// A short rendering for the model.
     pub text: String,
     pub is_error: bool,
+    /// The HTTP status the result stands for (200, or the error's).
+    pub status: u16,
 }
 
 impl ToolOutput {
@@ -28,6 +30,7 @@ impl ToolOutput {
             structured,
             text: text.into(),
             is_error: false,
+            status: 200,
         }
     }
 
@@ -42,6 +45,7 @@ impl ToolOutput {
             structured: e.outcome(),
             text: format!("error {}: {diag}", e.status),
             is_error: true,
+            status: e.status,
         }
     }
 

@@ -300,7 +300,10 @@ impl FhirService {
         }
         let row = build(&facts, &self.actor(&ctx), now_ms());
         match self.audit.record(row).await {
-            Ok(()) => result,
+            Ok(()) => {
+                ctx.recorded.note();
+                result
+            }
             // Fail closed: an answer that cannot be audited is not given.
             Err(_) => Err(ServiceError::unavailable()),
         }
@@ -338,6 +341,7 @@ impl FhirService {
         tx.append_audit(&[row]).await?;
         tx.commit().await?;
         ctx.audit.written.store(true, Ordering::Release);
+        ctx.recorded.note();
         Ok(())
     }
 
@@ -362,7 +366,31 @@ impl FhirService {
         self.audit
             .record(row)
             .await
-            .map_err(|_| ServiceError::unavailable())
+            .map_err(|_| ServiceError::unavailable())?;
+        ctx.recorded.note();
+        Ok(())
+    }
+
+    /// Records an MCP tool call that ran no interaction of its own (refused
+    /// on its arguments, a dry run, a catalog lookup): subtype the tool's
+    /// name, with the status it answered.
+    pub async fn audit_tool_call(
+        &self,
+        ctx: &Ctx,
+        tool: &str,
+        status: u16,
+        detail: Option<String>,
+    ) -> ServiceResult<()> {
+        let mut facts = AuditFacts::new(EventKind::Operation(tool.to_string()), Action::Execute);
+        facts.status = status;
+        facts.detail = detail;
+        let row = build(&facts, &self.actor(ctx), now_ms());
+        self.audit
+            .record(row)
+            .await
+            .map_err(|_| ServiceError::unavailable())?;
+        ctx.recorded.note();
+        Ok(())
     }
 
     /// Records an authorization event (`login`, `token-issued`,
@@ -389,6 +417,8 @@ impl FhirService {
         self.audit
             .record(row)
             .await
-            .map_err(|_| ServiceError::unavailable())
+            .map_err(|_| ServiceError::unavailable())?;
+        ctx.recorded.note();
+        Ok(())
     }
 }

@@ -83,6 +83,9 @@ pub struct Ctx {
     pub tool: Option<String>,
     /// The interaction being audited (set per interaction by `execute`).
     audit: Arc<audit::AuditSlot>,
+    /// AuditEvents recorded for the request this context serves (shared by
+    /// its clones: the HTTP fence audits a refusal only when it is zero).
+    pub recorded: crate::audit::fence::Recorded,
 }
 
 impl Ctx {
@@ -95,7 +98,15 @@ impl Ctx {
             purposes: Vec::new(),
             tool: None,
             audit: Arc::default(),
+            recorded: crate::audit::fence::Recorded::current(),
         }
+    }
+
+    /// The same caller, counting its AuditEvents into `recorded` (a door
+    /// whose handlers may run on another task than the request's).
+    pub fn with_recorded(mut self, recorded: crate::audit::fence::Recorded) -> Ctx {
+        self.recorded = recorded;
+        self
     }
 
     /// The same caller through `door` from `peer`.

@@ -188,6 +188,32 @@ async fn wait_ready(client: &reqwest::Client, root: &str) {
 }
 
 /// Mints a system token with `vesta token` for the server at `port`.
+/// A `system/*.cruds` token for the MCP resource of the server on `port`.
+fn mcp_token_for(dir: &std::path::Path, port: u16) -> String {
+    let out = vesta()
+        .args([
+            "token",
+            "--client",
+            "cli-test",
+            "--scopes",
+            "system/*.cruds",
+        ])
+        .arg("--addr")
+        .arg(format!("127.0.0.1:{port}"))
+        .arg("--resource")
+        .arg(format!("http://127.0.0.1:{port}/mcp"))
+        .arg("--data-dir")
+        .arg(dir)
+        .output()
+        .expect("run vesta token");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout).trim().to_string()
+}
+
 fn token_for(dir: &std::path::Path, port: u16) -> String {
     let out = vesta()
         .args([
@@ -779,6 +805,35 @@ async fn logs_never_carry_phi(backend: Backend) {
     )
     .await;
     assert_eq!(status, 401);
+
+    // MCP calls failing on a resource id: a tool's error result, a
+    // resources/read error (rmcp logs a handler's error with its message at
+    // warn) and an unknown tool named by the id.
+    let port: u16 = root
+        .rsplit(':')
+        .next()
+        .and_then(|p| p.parse().ok())
+        .expect("port");
+    let mcp = crate::helpers::client_with_token(&mcp_token_for(dir.path(), port));
+    let url = format!("{root}/mcp");
+    for (method, params) in [
+        (
+            "tools/call",
+            json!({"name": "fhir_read", "arguments": {"type": "Patient", "id": format!("{id}-gone")}}),
+        ),
+        (
+            "resources/read",
+            json!({"uri": format!("fhir://Patient/{id}-gone")}),
+        ),
+        ("tools/call", json!({"name": id, "arguments": {}})),
+    ] {
+        let (status, text) = send(crate::mcp::stateless(&mcp, &url, method, params)).await;
+        assert!(status < 500, "{method}: {status} {text}");
+        assert!(
+            text.contains(id),
+            "{method}: the answer names the id: {text}"
+        );
+    }
 
     // Stop gracefully, so every line is flushed.
     let mut child = guard.0.take().expect("the server");

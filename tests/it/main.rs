@@ -5,6 +5,7 @@ mod helpers;
 
 mod access_matrix;
 mod audit;
+mod audit_every_request;
 mod bundles;
 mod cli;
 mod concurrency;

@@ -44,7 +44,7 @@ pub(crate) fn mcp_token(
 
 /// The stateless protocol revision (no sessions) and the latest revision
 /// with an `initialize` handshake (sessions).
-const MODERN: &str = "2026-07-28";
+pub(crate) const MODERN: &str = "2026-07-28";
 const HANDSHAKE: &str = "2025-11-25";
 
 async fn run_script(args: &[&str], envs: &[(&str, String)]) {
