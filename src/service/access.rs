@@ -56,21 +56,35 @@ pub(super) fn hidden(res_type: &str, id: &str) -> ServiceError {
 pub(super) struct WriteGuard<'a> {
     reg: &'a Registry,
     principal: &'a Principal,
-    /// The service and request whose Consents decide what the write may
-    /// read; `None` for local commands.
-    consent: Option<(&'a super::FhirService, &'a Ctx)>,
+    /// The request, for the Consent decision; `None` for local commands.
+    ctx: Option<&'a Ctx>,
+    /// The in-force Consents of the request, read before the write
+    /// transaction opens (so a write never waits for a second connection
+    /// while it holds row locks); `None` when no Consent can hide anything.
+    consents: Option<super::consent::ConsentBook>,
     /// Roles that may change any patient's Consent.
     consent_managers: &'a [String],
 }
 
 impl<'a> WriteGuard<'a> {
-    pub(super) fn new(svc: &'a super::FhirService, reg: &'a Registry, ctx: &'a Ctx) -> Self {
-        WriteGuard {
+    /// The guard of one request's writes; call it before the transaction.
+    pub(super) async fn new(
+        svc: &'a super::FhirService,
+        reg: &'a Registry,
+        ctx: &'a Ctx,
+    ) -> ServiceResult<WriteGuard<'a>> {
+        let consents = if svc.consent_may_hide(ctx).await? {
+            Some(svc.consent_book(ctx, None).await?)
+        } else {
+            None
+        };
+        Ok(WriteGuard {
             reg,
             principal: &ctx.principal,
-            consent: Some((svc, ctx)),
+            ctx: Some(ctx),
+            consents,
             consent_managers: &svc.consent.manager_roles,
-        }
+        })
     }
 
     /// For local commands (import): no restriction.
@@ -79,7 +93,8 @@ impl<'a> WriteGuard<'a> {
         WriteGuard {
             reg,
             principal: &OPEN,
-            consent: None,
+            ctx: None,
+            consents: None,
             consent_managers: &[],
         }
     }
@@ -92,31 +107,21 @@ impl<'a> WriteGuard<'a> {
     /// True when this principal may see every resource of `res_type` its
     /// `perm` reaches, deleted ones included: no compartment, no scope
     /// filter, and no Consent that could hide one.
-    pub(super) async fn sees_everything(&self, perm: Perms, res_type: &str) -> ServiceResult<bool> {
-        if self.principal.is_open() {
-            return Ok(true);
-        }
-        if self.principal.decide(perm, res_type) != Decision::Unrestricted {
-            return Ok(false);
-        }
-        match self.consent {
-            Some((svc, ctx)) => Ok(!svc.consent_may_hide(ctx).await?),
-            None => Ok(true),
-        }
+    pub(super) fn sees_everything(&self, perm: Perms, res_type: &str) -> bool {
+        self.principal.is_open()
+            || (self.principal.decide(perm, res_type) == Decision::Unrestricted
+                && self.consents.as_ref().is_none_or(|b| b.hides_nothing()))
     }
 
     /// May this principal create `res_type` at an id of its choosing (an
     /// update that creates)? Only one that sees every resource of the type,
     /// or a backend client (no user) whose scope on it is unrestricted.
-    pub(super) async fn may_create_at_id(&self, res_type: &str) -> ServiceResult<bool> {
+    pub(super) fn may_create_at_id(&self, res_type: &str) -> bool {
         let p = self.principal;
-        if p.username.is_none()
+        (p.username.is_none()
             && p.self_patient.is_none()
-            && p.decide(Perms::C, res_type) == Decision::Unrestricted
-        {
-            return Ok(true);
-        }
-        self.sees_everything(Perms::C, res_type).await
+            && p.decide(Perms::C, res_type) == Decision::Unrestricted)
+            || self.sees_everything(Perms::C, res_type)
     }
 
     /// The decision on the current version a write is about to read
@@ -125,7 +130,7 @@ impl<'a> WriteGuard<'a> {
     /// compartment or Consent, answers like an absent id; so does a deleted
     /// one, unless the principal sees everything of the type (a restricted
     /// token cannot tell whose a tombstone was).
-    pub(super) async fn reachable(
+    pub(super) fn reachable(
         &self,
         perm: Perms,
         res_type: &str,
@@ -142,7 +147,7 @@ impl<'a> WriteGuard<'a> {
         let text = match (&current.content, current.deleted) {
             (Some(text), false) => text,
             _ => {
-                return if self.sees_everything(perm, res_type).await? {
+                return if self.sees_everything(perm, res_type) {
                     Ok(())
                 } else {
                     Err(hidden(res_type, id))
@@ -153,10 +158,8 @@ impl<'a> WriteGuard<'a> {
         if !visible(self.reg, &d, res_type, &existing) {
             return Err(hidden(res_type, id));
         }
-        if let Some((svc, ctx)) = self.consent {
-            if svc.consent_may_hide(ctx).await?
-                && !svc.consent_allows(ctx, res_type, &existing).await?
-            {
+        if let (Some(book), Some(ctx)) = (&self.consents, self.ctx) {
+            if !book.allows(self.reg, ctx, res_type, &existing) {
                 return Err(hidden(res_type, id));
             }
         }

@@ -330,7 +330,7 @@ impl FhirService {
         let mut reads = Vec::new();
         let mut written: Vec<StoredResource> = Vec::new();
         let mut deleted: Vec<VersionFacts> = Vec::new();
-        let guard = WriteGuard::new(self, &reg, ctx);
+        let guard = WriteGuard::new(self, &reg, ctx).await?;
         let mut tx = self.store.begin().await?;
         // Creates and updates (distinct resources, checked above) go through
         // one batched write; patches and deletes run one by one.

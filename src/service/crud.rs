@@ -86,7 +86,7 @@ pub(super) async fn write_in_tx(
     guard: &WriteGuard<'_>,
 ) -> ServiceResult<(StoredResource, Effect)> {
     let current = tx.current(res_type.as_str(), id).await?;
-    pre_read(guard, res_type, id, kind, current.as_ref()).await?;
+    pre_read(guard, res_type, id, kind, current.as_ref())?;
     let planned = plan_write(current.as_ref(), res_type, id, resource, kind, guard)?;
     if let Some(version) = planned.new_version(index) {
         tx.save(version).await?;
@@ -148,12 +148,10 @@ pub(super) async fn write_many_in_tx(
     let mut planned = Vec::with_capacity(writes.len());
     for (at, w) in writes.into_iter().enumerate() {
         let current = currents.get(&w.res_type).and_then(|m| m.get(&w.id));
-        pre_read(guard, w.res_type, &w.id, w.kind, current)
-            .await
-            .map_err(|error| BatchError {
-                at: Some(at),
-                error,
-            })?;
+        pre_read(guard, w.res_type, &w.id, w.kind, current).map_err(|error| BatchError {
+            at: Some(at),
+            error,
+        })?;
         let plan =
             plan_write(current, w.res_type, &w.id, w.resource, w.kind, guard).map_err(|error| {
                 BatchError {
@@ -178,7 +176,7 @@ pub(super) async fn write_many_in_tx(
 /// see every resource of the type and to backend clients (no user): for any
 /// other, a 201 for a free id beside a 404 for a hidden one would tell
 /// hidden ids apart, so it answers the same 404 (create with POST instead).
-pub(super) async fn pre_read(
+pub(super) fn pre_read(
     guard: &WriteGuard<'_>,
     res_type: ResourceType,
     id: &str,
@@ -190,8 +188,8 @@ pub(super) async fn pre_read(
         // A fresh id: nothing is read.
         WriteKind::Create => Ok(()),
         WriteKind::Update { .. } | WriteKind::Patch { .. } => {
-            guard.reachable(Perms::U, t, id, current).await?;
-            if current.is_none_or(|c| c.deleted) && !guard.may_create_at_id(t).await? {
+            guard.reachable(Perms::U, t, id, current)?;
+            if current.is_none_or(|c| c.deleted) && !guard.may_create_at_id(t) {
                 return Err(hidden(t, id));
             }
             Ok(())
@@ -324,10 +322,7 @@ pub(super) async fn delete_in_tx(
     };
     // A resource the principal may not see is deleted exactly as an absent
     // one is: not at all (404 alone, 204 in a Bundle).
-    match guard
-        .reachable(Perms::D, res_type.as_str(), id, Some(&current))
-        .await
-    {
+    match guard.reachable(Perms::D, res_type.as_str(), id, Some(&current)) {
         Err(e) if e.status == 404 => return Ok(None),
         other => other?,
     }
@@ -532,6 +527,8 @@ impl FhirService {
         // Index rows do not depend on the version stamp: extract them before
         // the transaction so that it holds its locks for less time.
         let index = extract(&self.registry.get(), &resource);
+        let reg = self.registry.get();
+        let guard = WriteGuard::new(self, &reg, ctx).await?;
         let mut tx = self.store.begin().await?;
         let (stored, _) = write_in_tx(
             &mut tx,
@@ -540,7 +537,7 @@ impl FhirService {
             resource,
             WriteKind::Create,
             &index,
-            &WriteGuard::new(self, &self.registry.get(), ctx),
+            &guard,
         )
         .await?;
         self.commit_audited(ctx, tx, 201, &[&stored], &[]).await?;
@@ -557,8 +554,8 @@ impl FhirService {
     ) -> ServiceResult<Outcome> {
         require(&ctx.principal, Perms::U, res_type.as_str())?;
         let reg = self.registry.get();
-        let guard = WriteGuard::new(self, &reg, ctx);
         check_resource(&resource, Some(res_type), IdRule::MustEqual(id)).map_err(invalid)?;
+        let guard = WriteGuard::new(self, &reg, ctx).await?;
         let index = extract(&self.registry.get(), &resource);
         // Two concurrent creates of one new id race on the unique key; the
         // loser retries once and then sees the winner's version.
@@ -597,17 +594,9 @@ impl FhirService {
     ) -> ServiceResult<Outcome> {
         require(&ctx.principal, Perms::U, res_type.as_str())?;
         let reg = self.registry.get();
+        let guard = WriteGuard::new(self, &reg, ctx).await?;
         let mut tx = self.store.begin().await?;
-        let stored = patch_in_tx(
-            &reg,
-            &mut tx,
-            res_type,
-            id,
-            &patch,
-            if_match,
-            &WriteGuard::new(self, &reg, ctx),
-        )
-        .await?;
+        let stored = patch_in_tx(&reg, &mut tx, res_type, id, &patch, if_match, &guard).await?;
         self.commit_audited(ctx, tx, 200, &[&stored], &[]).await?;
         Ok(Outcome::stored(200, stored))
     }
@@ -618,14 +607,10 @@ impl FhirService {
         res_type: ResourceType,
         id: &str,
     ) -> ServiceResult<Outcome> {
+        let reg = self.registry.get();
+        let guard = WriteGuard::new(self, &reg, ctx).await?;
         let mut tx = self.store.begin().await?;
-        let facts = delete_in_tx(
-            &mut tx,
-            res_type,
-            id,
-            &WriteGuard::new(self, &self.registry.get(), ctx),
-        )
-        .await?;
+        let facts = delete_in_tx(&mut tx, res_type, id, &guard).await?;
         let deleted: Vec<&super::VersionFacts> = facts.iter().collect();
         let status = if facts.is_some() { 204 } else { 404 };
         self.commit_audited(ctx, tx, status, &[], &deleted).await?;
@@ -656,12 +641,8 @@ pub(super) async fn patch_in_tx(
     // and the answer carries it): it needs read as well as update.
     guard.require(Perms::R, res_type.as_str())?;
     let current = tx.current(res_type.as_str(), id).await?;
-    guard
-        .reachable(Perms::U, res_type.as_str(), id, current.as_ref())
-        .await?;
-    guard
-        .reachable(Perms::R, res_type.as_str(), id, current.as_ref())
-        .await?;
+    guard.reachable(Perms::U, res_type.as_str(), id, current.as_ref())?;
+    guard.reachable(Perms::R, res_type.as_str(), id, current.as_ref())?;
     let text = match &current {
         None => return Err(hidden(res_type.as_str(), id)),
         Some(c) if c.deleted => {

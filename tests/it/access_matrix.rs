@@ -1,7 +1,7 @@
 //! The access matrix: every read path, and every write's pre-read (the
 //! paths in `tests/data/access-matrix/paths.json`, over REST, Bundles and
 //! MCP) × every denial kind (Consent by actor, by class, by label on a later
-//! version, by period; a scope without the type; an update-only scope;
+//! version, by period, by role alone; a scope without the type; an update-only scope;
 //! `self_only`; another patient's compartment) × the token kinds each
 //! applies to (user, patient launch, backend).
 //!
@@ -198,6 +198,20 @@ fn scenarios() -> Vec<Scenario> {
             hides: "PO",
             consent: Some(deny_alice(json!({}))),
             subjects: vec![alice_user, alice_launch],
+            control: rita,
+            except: &[],
+        },
+        Scenario {
+            // R4 requires `actor.reference`: a role-only actor gives a
+            // reference with a display alone, and its role code decides.
+            name: "Consent by role",
+            hides: "PO",
+            consent: Some(
+                json!({"type": "permit", "provision": [{"type": "deny", "actor": [{
+                "role": {"coding": [{"system": "urn:vesta:role", "code": "clinician"}]},
+                "reference": {"display": "every clinician"}}]}]}),
+            ),
+            subjects: vec![alice_user],
             control: rita,
             except: &[],
         },
