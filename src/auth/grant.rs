@@ -5,6 +5,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::{json, Value};
 
 use super::jwt::{self, AccessClaims, IdTokenFacts};
+use super::smart_config::confine_patient;
 use super::{now_s, random_secret, sha256_hex, AuthServer, OAuthError, ONLINE_REFRESH_TOKEN_TTL_S};
 use crate::policy::scope::{self, Scope};
 
@@ -96,6 +97,15 @@ impl AuthServer {
         let now = now_s();
         let ttl = self.settings.access_token_ttl_s;
         let scopes = scope::parse_list(&grant.scope);
+        // Every code and refresh token comes through here: a self-only
+        // user's token names their own record or no patient, never another.
+        let own = self
+            .config
+            .self_patient(grant.role.as_deref(), grant.fhir_user.as_deref());
+        let patient =
+            confine_patient(own.as_deref(), grant.context.patient.as_deref()).map_err(|_| {
+                OAuthError::invalid_grant("this user's tokens may name their own record only")
+            })?;
         let claims = AccessClaims {
             iss: self.issuer.clone(),
             sub: grant
@@ -108,7 +118,7 @@ impl AuthServer {
             jti: uuid::Uuid::new_v4().to_string(),
             client_id: grant.client_id.clone(),
             scope: grant.scope.clone(),
-            patient: grant.context.patient.clone(),
+            patient: patient.clone(),
             encounter: grant.context.encounter.clone(),
             fhir_user: grant.fhir_user.clone(),
             role: grant.role.clone(),
@@ -161,7 +171,7 @@ impl AuthServer {
             body["id_token"] = json!(id);
         }
         let ctx = &grant.context;
-        if let Some(p) = &ctx.patient {
+        if let Some(p) = &patient {
             body["patient"] = json!(p);
         }
         if let Some(e) = &ctx.encounter {
@@ -172,7 +182,7 @@ impl AuthServer {
         }
         if grant.username.is_some() {
             body["need_patient_banner"] =
-                json!(ctx.need_patient_banner.unwrap_or(ctx.patient.is_some()));
+                json!(ctx.need_patient_banner.unwrap_or(patient.is_some()));
             body["smart_style_url"] = json!(format!("{}/auth/smart-style.json", self.issuer));
         }
         Ok(body)

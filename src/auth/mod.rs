@@ -369,11 +369,15 @@ impl AuthServer {
             .role
             .as_deref()
             .and_then(|r| self.config.roles.get(r));
-        let self_patient = match (role, claims.fhir_user.as_deref()) {
-            (Some(r), Some(fu)) if r.self_only => fu.strip_prefix("Patient/").map(str::to_string),
-            // A self-only role without a Patient fhirUser reaches no patient at all.
-            (Some(r), _) if r.self_only => Some(String::new()),
-            _ => None,
+        // A self-only role without a Patient fhirUser reaches no patient at all.
+        let self_patient = self
+            .config
+            .self_patient(claims.role.as_deref(), claims.fhir_user.as_deref());
+        // Whatever patient claim the token carries, a self-only user's
+        // `patient/` scopes reach their own record and nobody else's.
+        let patient = match &self_patient {
+            Some(own) => claims.patient.as_ref().map(|_| own.clone()),
+            None => claims.patient.clone(),
         };
         Principal {
             kind: PrincipalKind::Token,
@@ -381,7 +385,7 @@ impl AuthServer {
             username: (claims.sub != claims.client_id).then(|| claims.sub.clone()),
             fhir_user: claims.fhir_user.clone(),
             role: claims.role.clone(),
-            patient: claims.patient.clone(),
+            patient,
             encounter: claims.encounter.clone(),
             scopes: scope::resource_scopes(&scope::parse_list(&claims.scope)),
             self_patient,
