@@ -20,8 +20,6 @@ use super::{constant_time_eq, now_s, sha256_hex, AuthServer, OAuthError};
 pub const JWT_BEARER: &str = "urn:ietf:params:oauth:client-assertion-type:jwt-bearer";
 /// Latest `exp` accepted on a client assertion, in seconds from now.
 pub const MAX_ASSERTION_LIFETIME_S: i64 = 300;
-/// Largest JWKS document fetched from a `jwks_uri`, in bytes.
-pub const MAX_JWKS_BYTES: usize = 64 * 1024;
 /// Longest client assertion accepted, in bytes.
 pub const MAX_ASSERTION_BYTES: usize = 16 * 1024;
 
@@ -131,25 +129,16 @@ impl AuthServer {
         let bad = |d: &str| OAuthError::invalid_client(d.to_string());
         let doc: Value = match (&client.jwks, &client.jwks_uri) {
             (Some(j), _) => j.clone(),
-            (None, Some(uri)) => {
-                let resp = self
-                    .http()
-                    .get(uri)
-                    .send()
-                    .await
-                    .map_err(|_| bad("the client's jwks_uri could not be fetched"))?;
-                if !resp.status().is_success() {
-                    return Err(bad("the client's jwks_uri answered an error"));
-                }
-                let bytes = resp
-                    .bytes()
-                    .await
-                    .map_err(|_| bad("the client's jwks_uri could not be read"))?;
-                if bytes.len() > MAX_JWKS_BYTES {
-                    return Err(bad("the client's JWKS is too large"));
-                }
-                serde_json::from_slice(&bytes).map_err(|_| bad("the client's JWKS is not JSON"))?
-            }
+            (None, Some(uri)) => self.jwks_fetcher().fetch(uri).await.map_err(|e| {
+                // The kind only: the URI and its answer stay out of the log.
+                tracing::warn!(
+                    kind = "jwks_fetch",
+                    reason = e.kind_name(),
+                    "a client's jwks_uri could not be used"
+                );
+                // One answer for every failure: no port or host oracle.
+                OAuthError::invalid_client(super::jwks_fetch::FETCH_FAILED)
+            })?,
             (None, None) => return Err(bad("the client has no keys")),
         };
         // Keys of types we cannot use are skipped, not fatal.

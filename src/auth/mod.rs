@@ -8,6 +8,7 @@
 pub mod client_auth;
 pub mod clients;
 pub mod grant;
+pub mod jwks_fetch;
 pub mod jwt;
 pub mod keys;
 pub mod mint;
@@ -70,6 +71,8 @@ pub struct AuthSettings {
     pub refresh_token_ttl_s: i64,
     /// No authorization at all (local experiments only; logged loudly).
     pub insecure_open: bool,
+    /// Hosts a `jwks_uri` may name over http or on internal addresses.
+    pub jwks_uri_allow_hosts: Vec<String>,
 }
 
 /// The authorization server's state, shared by every door.
@@ -88,7 +91,8 @@ pub struct AuthServer {
     store: Store,
     /// For the patient picker, which searches as the signed-in user.
     service: FhirService,
-    http: reqwest::Client,
+    /// The guarded client for `jwks_uri`s (the only outbound requests).
+    jwks: jwks_fetch::JwksFetcher,
 }
 
 /// An OAuth 2.0 error response (RFC 6749 §5.2).
@@ -212,10 +216,7 @@ impl AuthServer {
     ) -> anyhow::Result<AuthServer> {
         let store = service.store().clone();
         let ring = KeyRing::load_or_create(&settings.key_dir)?;
-        let http = reqwest::Client::builder()
-            .timeout(std::time::Duration::from_secs(5))
-            .redirect(reqwest::redirect::Policy::none())
-            .build()?;
+        let jwks = jwks_fetch::JwksFetcher::new(&settings.jwks_uri_allow_hosts)?;
         Ok(AuthServer {
             issuer: issuer.trim_end_matches('/').to_string(),
             fhir_base: fhir_base.trim_end_matches('/').to_string(),
@@ -226,7 +227,7 @@ impl AuthServer {
             verified: verified::VerifiedTokens::default(),
             store,
             service,
-            http,
+            jwks,
         })
     }
 
@@ -269,8 +270,8 @@ impl AuthServer {
         Some(self.principal_of(&claims))
     }
 
-    pub fn http(&self) -> &reqwest::Client {
-        &self.http
+    pub fn jwks_fetcher(&self) -> &jwks_fetch::JwksFetcher {
+        &self.jwks
     }
 
     pub fn token_endpoint(&self) -> String {

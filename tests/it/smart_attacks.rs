@@ -226,3 +226,209 @@ fn vesta_token_refuses_another_patient_for_a_self_only_user() {
         );
     }
 }
+
+/// A client assertion that is well formed but signed by nobody: the server
+/// fetches the client's keys before it can check the signature.
+fn unsigned_assertion(client: &str, token_url: &str) -> String {
+    let b64 = |v: Value| crate::helpers::smart::b64(v.to_string().as_bytes());
+    let now = vesta::auth::now_s();
+    format!(
+        "{}.{}.{}",
+        b64(json!({"alg": "ES384", "kid": "k-1"})),
+        b64(
+            json!({"iss": client, "sub": client, "aud": token_url, "exp": now + 60,
+            "jti": uuid::Uuid::new_v4().to_string()})
+        ),
+        crate::helpers::smart::b64(b"not a signature")
+    )
+}
+
+/// `client_credentials` with `client`'s assertion: status and body.
+async fn assert_as(s: &SmartApp, client: &str) -> (u16, Value) {
+    let token_url = format!("{}/auth/token", s.root);
+    s.token(&[
+        ("grant_type", "client_credentials"),
+        ("scope", "system/*.rs"),
+        (
+            "client_assertion_type",
+            "urn:ietf:params:oauth:client-assertion-type:jwt-bearer",
+        ),
+        ("client_assertion", &unsigned_assertion(client, &token_url)),
+    ])
+    .await
+}
+
+/// Registers a backend client with `jwks_uri` as the administrator.
+async fn register_jwks_uri(s: &SmartApp, uri: &str) -> (u16, Value) {
+    let reg = json!({"token_endpoint_auth_method": "private_key_jwt",
+        "grant_types": ["client_credentials"], "jwks_uri": uri, "scope": "system/*.rs"});
+    let r = s
+        .app
+        .client
+        .post(format!("{}/auth/register", s.root))
+        .json(&reg)
+        .send()
+        .await
+        .unwrap();
+    (r.status().as_u16(), r.json().await.unwrap())
+}
+
+/// A local HTTP server of misbehaving JWKS endpoints; its address.
+async fn jwks_endpoints() -> std::net::SocketAddr {
+    use axum::http::{header, StatusCode};
+    use axum::response::IntoResponse;
+    use axum::routing::get;
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let big = format!("{{\"keys\": [], \"pad\": \"{}\"}}", "x".repeat(100 * 1024));
+    let router = axum::Router::new()
+        .route("/empty", get(|| async { axum::Json(json!({"keys": []})) }))
+        .route("/missing", get(|| async { StatusCode::NOT_FOUND }))
+        .route("/html", get(|| async { "<html>admin console</html>" }))
+        .route(
+            "/not-jwks",
+            get(|| async { axum::Json(json!({"ok": true})) }),
+        )
+        .route("/big", get(move || async move { big.clone() }))
+        .route(
+            "/redirect",
+            get(|| async { (StatusCode::FOUND, [(header::LOCATION, "/empty")]).into_response() }),
+        )
+        .route(
+            "/slow",
+            get(|| async {
+                tokio::time::sleep(std::time::Duration::from_secs(30)).await;
+                "late"
+            }),
+        );
+    tokio::spawn(async move { axum::serve(listener, router).await });
+    addr
+}
+
+/// SSRF without a token: an anonymous registration may not name a
+/// `jwks_uri` over http or on loopback, private, link-local, CGNAT,
+/// unique-local or IPv4-mapped addresses (one answer for all of them); a
+/// static client naming one anyway is refused when its keys are fetched
+/// (the check runs at connect time, not only at registration).
+async fn jwks_uri_must_be_https_and_public(backend: Backend) {
+    let endpoints = jwks_endpoints().await;
+    let s = SmartApp::start_with(backend, move |settings| {
+        let path = settings.smart_config_dir.join("clients.toml");
+        let mut clients = std::fs::read_to_string(&path).unwrap();
+        for (id, uri) in [
+            ("static-loopback-name", format!("https://localhost:{}/empty", endpoints.port())),
+            ("static-loopback-http", format!("http://{endpoints}/empty")),
+        ] {
+            clients.push_str(&format!(
+                "\n[[client]]\nclient_id = \"{id}\"\ntoken_endpoint_auth_method = \"private_key_jwt\"\n\
+                 grant_types = [\"client_credentials\"]\nscope = \"system/*.rs\"\njwks_uri = \"{uri}\"\n"
+            ));
+        }
+        std::fs::write(&path, clients).unwrap();
+    })
+    .await;
+    let mut answers = Vec::new();
+    for uri in [
+        format!("http://{endpoints}/empty"),
+        format!("https://{endpoints}/empty"),
+        "https://localhost/jwks".to_string(),
+        "https://169.254.169.254/latest/meta-data".to_string(),
+        "https://10.0.0.1/jwks".to_string(),
+        "https://192.168.1.1/jwks".to_string(),
+        "https://172.16.0.1/jwks".to_string(),
+        "https://100.64.0.1/jwks".to_string(),
+        "https://0.0.0.0/jwks".to_string(),
+        "https://[::1]/jwks".to_string(),
+        "https://[fd00::1]/jwks".to_string(),
+        "https://[fe80::1]/jwks".to_string(),
+        "https://[::ffff:127.0.0.1]/jwks".to_string(),
+        "https://2130706433/jwks".to_string(),
+        "https://224.0.0.1/jwks".to_string(),
+    ] {
+        let reg = json!({"token_endpoint_auth_method": "private_key_jwt",
+            "redirect_uris": [REDIRECT], "jwks_uri": uri, "scope": "patient/*.rs"});
+        let r = s
+            .app
+            .anon
+            .post(format!("{}/auth/register", s.root))
+            .json(&reg)
+            .send()
+            .await
+            .unwrap();
+        let status = r.status().as_u16();
+        let body: Value = r.json().await.unwrap();
+        assert_eq!(status, 400, "{uri}: {body}");
+        assert_eq!(body["error"], "invalid_client_metadata", "{uri}");
+        answers.push(body);
+    }
+    assert!(answers.windows(2).all(|w| w[0] == w[1]), "{answers:?}");
+    // Clients configured with such a URI are refused at fetch time, with
+    // the same answer as any other failure.
+    for id in ["static-loopback-name", "static-loopback-http"] {
+        let (st, e) = assert_as(&s, id).await;
+        assert_eq!(st, 401, "{id}: {e}");
+        assert_eq!(e["error"], "invalid_client", "{id}");
+        assert_eq!(
+            e["error_description"],
+            vesta::auth::jwks_fetch::FETCH_FAILED,
+            "{id}"
+        );
+    }
+}
+both_backends!(jwks_uri_must_be_https_and_public);
+
+/// Port scanning through the token endpoint: with the loopback host
+/// allowed, a closed port, an error status, HTML, JSON without keys, an
+/// oversized body, a redirect and a stalled server all give one identical
+/// `invalid_client` answer; the stalled one gives up within the bound.
+async fn jwks_fetch_failures_are_indistinguishable(backend: Backend) {
+    let endpoints = jwks_endpoints().await;
+    let s = SmartApp::start_with(backend, |settings| {
+        settings.jwks_uri_allow_hosts = vec!["127.0.0.1".into()];
+    })
+    .await;
+    let closed = {
+        let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        l.local_addr().unwrap()
+    };
+    let mut answers = Vec::new();
+    for uri in [
+        format!("http://{closed}/jwks"),
+        format!("http://{endpoints}/missing"),
+        format!("http://{endpoints}/html"),
+        format!("http://{endpoints}/not-jwks"),
+        format!("http://{endpoints}/big"),
+        format!("http://{endpoints}/redirect"),
+        format!("http://{endpoints}/slow"),
+    ] {
+        let (st, reg) = register_jwks_uri(&s, &uri).await;
+        assert_eq!(st, 201, "{uri}: {reg}");
+        let client = reg["client_id"].as_str().unwrap().to_string();
+        let started = std::time::Instant::now();
+        let (st, e) = assert_as(&s, &client).await;
+        assert!(
+            started.elapsed()
+                < std::time::Duration::from_secs(vesta::auth::jwks_fetch::JWKS_FETCH_TIMEOUT_S + 3),
+            "{uri}"
+        );
+        assert_eq!(st, 401, "{uri}: {e}");
+        answers.push(e);
+    }
+    assert_eq!(answers[0]["error"], "invalid_client");
+    assert_eq!(
+        answers[0]["error_description"],
+        vesta::auth::jwks_fetch::FETCH_FAILED
+    );
+    assert!(answers.windows(2).all(|w| w[0] == w[1]), "{answers:?}");
+    // A reachable JWKS is fetched (and then the unsigned assertion fails
+    // on its kid, a different and later check).
+    let (st, reg) = register_jwks_uri(&s, &format!("http://{endpoints}/empty")).await;
+    assert_eq!(st, 201);
+    let (st, e) = assert_as(&s, reg["client_id"].as_str().unwrap()).await;
+    assert_eq!(st, 401);
+    assert_ne!(
+        e["error_description"],
+        vesta::auth::jwks_fetch::FETCH_FAILED
+    );
+}
+both_backends!(jwks_fetch_failures_are_indistinguishable);
