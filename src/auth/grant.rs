@@ -16,6 +16,9 @@ pub const LAUNCH_KIND: &str = "launch";
 pub const REFRESH_KIND: &str = "refresh";
 pub const REVOKED_KIND: &str = "revoked";
 pub const ASSERTION_KIND: &str = "assertion-jti";
+/// Access tokens issued under a family (key `jti`), so that a replayed
+/// authorization code can revoke them.
+pub const ACCESS_KIND: &str = "access";
 
 /// The context an EHR launch binds (and a standalone launch's picker fills).
 #[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
@@ -124,6 +127,12 @@ impl AuthServer {
             role: grant.role.clone(),
         };
         let access = self.sign(&claims)?;
+        if !family.is_empty() {
+            let expires = (claims.exp + jwt::CLOCK_LEEWAY_S as i64) * 1000;
+            self.store()
+                .auth_insert(ACCESS_KIND, &claims.jti, "", Some(family), expires)
+                .await?;
+        }
         let mut body = json!({
             "access_token": access,
             "token_type": "Bearer",

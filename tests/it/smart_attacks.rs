@@ -432,3 +432,55 @@ async fn jwks_fetch_failures_are_indistinguishable(backend: Backend) {
     );
 }
 both_backends!(jwks_fetch_failures_are_indistinguishable);
+
+/// A replayed authorization code revokes what its first use issued: the
+/// access token stops working at once (as the refresh token did already).
+async fn replayed_code_revokes_its_access_tokens(backend: Backend) {
+    let s = SmartApp::start(backend).await;
+    let (verifier, challenge) = pkce();
+    let url = s.authorize_url(
+        "launch/patient offline_access patient/*.rs",
+        &challenge,
+        &[],
+    );
+    let (pending, html) = s.login(&url, "alice").await;
+    let params = s.approve(&pending, &html, &[("patient_id", "p1")]).await;
+    let code = param(&params, "code").unwrap();
+    let exchange = [
+        ("grant_type", "authorization_code"),
+        ("code", code.as_str()),
+        ("redirect_uri", REDIRECT),
+        ("code_verifier", verifier.as_str()),
+        ("client_id", PUBLIC_CLIENT),
+    ];
+    let (st, t) = s.token(&exchange).await;
+    assert_eq!(st, 200, "{t}");
+    let at = t["access_token"].as_str().unwrap().to_string();
+    let rt = t["refresh_token"].as_str().unwrap().to_string();
+    // A token refreshed before the replay belongs to the same family.
+    let (st, t2) = s
+        .token(&[
+            ("grant_type", "refresh_token"),
+            ("refresh_token", &rt),
+            ("client_id", PUBLIC_CLIENT),
+        ])
+        .await;
+    assert_eq!(st, 200, "{t2}");
+    let at2 = t2["access_token"].as_str().unwrap().to_string();
+    assert_eq!(s.fhir(&at, "Patient/p1").await.0, 200);
+    assert_eq!(s.fhir(&at2, "Patient/p1").await.0, 200);
+    let (st, e) = s.token(&exchange).await;
+    assert_eq!((st, e["error"].as_str()), (400, Some("invalid_grant")));
+    assert_eq!(s.fhir(&at, "Patient/p1").await.0, 401);
+    assert_eq!(s.fhir(&at2, "Patient/p1").await.0, 401);
+    let rt2 = t2["refresh_token"].as_str().unwrap();
+    let (st, _) = s
+        .token(&[
+            ("grant_type", "refresh_token"),
+            ("refresh_token", rt2),
+            ("client_id", PUBLIC_CLIENT),
+        ])
+        .await;
+    assert_eq!(st, 400);
+}
+both_backends!(replayed_code_revokes_its_access_tokens);
