@@ -384,11 +384,19 @@ pub async fn login(
     let username = f.get("username").map(String::as_str).unwrap_or("");
     let password = f.get("password").map(String::as_str).unwrap_or("");
     // Hashing is deliberately slow; keep it off the async workers.
+    // A locked username (known or not) answers as a wrong password would.
+    let locked = a.user_failures.is_locked(username);
     let auth = a.clone();
     let (u, pw) = (username.to_string(), password.to_string());
-    let ok = tokio::task::spawn_blocking(move || auth.config.authenticate(&u, &pw).is_some())
-        .await
-        .unwrap_or(false);
+    let ok = !locked
+        && tokio::task::spawn_blocking(move || auth.config.authenticate(&u, &pw).is_some())
+            .await
+            .unwrap_or(false);
+    if ok {
+        a.user_failures.succeeded(username);
+    } else if !locked {
+        a.user_failures.failed(username);
+    }
     let who = Principal {
         username: Some(username.to_string()),
         client_id: Some(pending.client_id.clone()),

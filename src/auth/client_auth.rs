@@ -78,7 +78,10 @@ impl AuthServer {
     ) -> Result<Client, OAuthError> {
         let unknown = || OAuthError::invalid_client("unknown client or bad credentials");
         if let Some((id, secret)) = basic_credentials(headers) {
-            let client = self.client(&id).await?.ok_or_else(unknown)?;
+            let Some(client) = self.client(&id).await? else {
+                self.client_failures.failed(&id);
+                return Err(unknown());
+            };
             return self.check_secret(client, &secret);
         }
         if let Some(kind) = form.get("client_assertion_type") {
@@ -108,17 +111,26 @@ impl AuthServer {
         }
     }
 
+    /// Checks a client secret; a client locked after failed checks gets
+    /// the answer of a wrong secret.
     fn check_secret(&self, client: Client, secret: &str) -> Result<Client, OAuthError> {
-        let ok = matches!(
-            client.token_endpoint_auth_method,
-            AuthMethod::ClientSecretBasic | AuthMethod::ClientSecretPost
-        ) && client
-            .client_secret_sha256
-            .as_deref()
-            .is_some_and(|h| constant_time_eq(h, &sha256_hex(secret)));
+        let locked = self.client_failures.is_locked(&client.client_id);
+        let ok = !locked
+            && matches!(
+                client.token_endpoint_auth_method,
+                AuthMethod::ClientSecretBasic | AuthMethod::ClientSecretPost
+            )
+            && client
+                .client_secret_sha256
+                .as_deref()
+                .is_some_and(|h| constant_time_eq(h, &sha256_hex(secret)));
         if ok {
+            self.client_failures.succeeded(&client.client_id);
             Ok(client)
         } else {
+            if !locked {
+                self.client_failures.failed(&client.client_id);
+            }
             Err(OAuthError::invalid_client(
                 "unknown client or bad credentials",
             ))

@@ -11,6 +11,7 @@ pub mod grant;
 pub mod jwks_fetch;
 pub mod jwt;
 pub mod keys;
+pub mod lockout;
 pub mod mint;
 pub mod smart_config;
 
@@ -93,6 +94,10 @@ pub struct AuthServer {
     service: FhirService,
     /// The guarded client for `jwks_uri`s (the only outbound requests).
     jwks: jwks_fetch::JwksFetcher,
+    /// Failed sign-ins by username.
+    pub(crate) user_failures: lockout::Lockout,
+    /// Failed client-secret checks by client id.
+    pub(crate) client_failures: lockout::Lockout,
 }
 
 /// An OAuth 2.0 error response (RFC 6749 §5.2).
@@ -228,6 +233,8 @@ impl AuthServer {
             store,
             service,
             jwks,
+            user_failures: lockout::Lockout::default(),
+            client_failures: lockout::Lockout::default(),
         })
     }
 

@@ -484,3 +484,98 @@ async fn replayed_code_revokes_its_access_tokens(backend: Backend) {
     assert_eq!(st, 400);
 }
 both_backends!(replayed_code_revokes_its_access_tokens);
+
+/// Password guessing at `/auth/login`: after five wrong passwords the user
+/// is locked, and even the right password then gets the wrong-password
+/// page; an unknown username answers exactly the same, and other users
+/// are not affected.
+async fn sign_in_locks_after_repeated_failures(backend: Backend) {
+    let s = SmartApp::start(backend).await;
+    let (_, challenge) = pkce();
+    let url = s.authorize_url("patient/*.rs", &challenge, &[]);
+    let page = s.browser.get(&url).send().await.unwrap();
+    let pending = hidden(&page.text().await.unwrap(), "pending");
+    let attempt = |user: &'static str, password: &'static str| {
+        let (s, pending) = (&s, pending.clone());
+        async move {
+            let r = s
+                .browser
+                .post(format!("{}/auth/login", s.root))
+                .form(&[
+                    ("pending", pending.as_str()),
+                    ("username", user),
+                    ("password", password),
+                ])
+                .send()
+                .await
+                .unwrap();
+            (r.status().as_u16(), r.text().await.unwrap())
+        }
+    };
+    let wrong = attempt("alice", "guess").await;
+    assert_eq!(wrong.0, 401);
+    assert!(wrong.1.contains("wrong password"), "{}", wrong.1);
+    for _ in 1..vesta::auth::lockout::MAX_FAILURES {
+        assert_eq!(attempt("alice", "guess").await, wrong);
+        assert_eq!(attempt("nobody", "guess").await, wrong);
+    }
+    // Locked: the right password answers as a wrong one, as for nobody.
+    assert_eq!(attempt("alice", PASSWORD).await, wrong);
+    assert_eq!(attempt("nobody", PASSWORD).await, wrong);
+    // Another user signs in.
+    let (st, html) = attempt("rita", PASSWORD).await;
+    assert_eq!(st, 200);
+    assert!(!html.contains("wrong password"), "{html}");
+}
+both_backends!(sign_in_locks_after_repeated_failures);
+
+/// Secret guessing at the token endpoint: after five wrong secrets the
+/// client is locked and its right secret gets the same `invalid_client`.
+async fn client_secret_locks_after_repeated_failures(backend: Backend) {
+    let s = SmartApp::start(backend).await;
+    let r = s
+        .app
+        .anon
+        .post(format!("{}/auth/register", s.root))
+        .json(&json!({"token_endpoint_auth_method": "client_secret_basic",
+            "redirect_uris": [REDIRECT], "scope": "patient/*.rs"}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 201);
+    let reg: Value = r.json().await.unwrap();
+    let id = reg["client_id"].as_str().unwrap().to_string();
+    let secret = reg["client_secret"].as_str().unwrap().to_string();
+    let attempt = |secret: String| {
+        let (s, id) = (&s, id.clone());
+        async move {
+            let r = s
+                .browser
+                .post(format!("{}/auth/token", s.root))
+                .basic_auth(id, Some(secret))
+                .form(&[
+                    ("grant_type", "authorization_code"),
+                    ("code", "no-such-code"),
+                    ("redirect_uri", REDIRECT),
+                    ("code_verifier", &"v".repeat(43)),
+                ])
+                .send()
+                .await
+                .unwrap();
+            (r.status().as_u16(), r.json::<Value>().await.unwrap())
+        }
+    };
+    // The right secret authenticates (the code is what fails).
+    let (st, e) = attempt(secret.clone()).await;
+    assert_eq!((st, e["error"].as_str()), (400, Some("invalid_grant")));
+    let wrong = attempt("guess".into()).await;
+    assert_eq!(
+        (wrong.0, wrong.1["error"].as_str()),
+        (401, Some("invalid_client"))
+    );
+    for _ in 1..vesta::auth::lockout::MAX_FAILURES {
+        assert_eq!(attempt("guess".into()).await, wrong);
+    }
+    assert_eq!(attempt(secret).await, wrong);
+}
+both_backends!(client_secret_locks_after_repeated_failures);
