@@ -75,6 +75,9 @@ pub struct Settings {
     /// Roles that may create, change or revoke any patient's Consent (a
     /// patient may always manage their own; backend clients by scope).
     pub consent_manager_roles: Vec<String>,
+    /// Hosts a client's `jwks_uri` may name although they are internal
+    /// (loopback, private addresses) or served over plain http.
+    pub jwks_uri_allow_hosts: Vec<String>,
 }
 
 impl Settings {
@@ -121,6 +124,7 @@ impl Default for Settings {
             break_glass_roles: vec!["clinician".into(), "admin".into()],
             consent_manager_roles: vec!["admin".into(), "privacy".into()],
             rate_limits: RateLimitSettings::default(),
+            jwks_uri_allow_hosts: Vec::new(),
         }
     }
 }
@@ -159,6 +163,7 @@ pub struct FileSettings {
     pub rate_limit_role_per_minute: Option<std::collections::BTreeMap<String, u32>>,
     pub rate_limit_user_per_minute: Option<u32>,
     pub rate_limit_backend_per_minute: Option<u32>,
+    pub jwks_uri_allow_hosts: Option<Vec<String>>,
 }
 
 /// A setting that stops start-up, naming the key at fault.
@@ -274,6 +279,9 @@ impl FileSettings {
         if let Some(v) = self.rate_limit_backend_per_minute {
             s.rate_limits.backend_per_minute = v;
         }
+        if let Some(v) = self.jwks_uri_allow_hosts {
+            s.jwks_uri_allow_hosts = v;
+        }
         Ok(())
     }
 }
@@ -355,6 +363,8 @@ impl Settings {
                 "must be permit (opt-out) or deny (opt-in)",
             ));
         }
+        crate::auth::jwks_fetch::check_allow_hosts(&self.jwks_uri_allow_hosts)
+            .map_err(|m| bad("jwks_uri_allow_hosts", m))?;
         self.rate_limits
             .check()
             .map_err(|(key, message)| bad(&key, message))?;
@@ -369,6 +379,7 @@ impl Settings {
             access_token_ttl_s: self.access_token_ttl_s,
             refresh_token_ttl_s: self.refresh_token_ttl_s,
             insecure_open: self.insecure_open,
+            jwks_uri_allow_hosts: self.jwks_uri_allow_hosts.clone(),
         }
     }
 
@@ -464,6 +475,25 @@ mod tests {
             ..Settings::default()
         };
         assert_eq!(with_scheme.validate().unwrap_err().key, "mcp_allowed_hosts");
+    }
+
+    #[test]
+    fn jwks_uri_allow_hosts_are_read_and_checked() {
+        let file: FileSettings =
+            toml::from_str("jwks_uri_allow_hosts = [\"keys.internal\", \"10.0.0.5\"]").unwrap();
+        let mut s = Settings::default();
+        file.apply(&mut s).unwrap();
+        assert!(s.validate().is_ok());
+        assert_eq!(s.jwks_uri_allow_hosts, ["keys.internal", "10.0.0.5"]);
+        assert_eq!(s.auth_settings().jwks_uri_allow_hosts.len(), 2);
+        let with_scheme = Settings {
+            jwks_uri_allow_hosts: vec!["https://keys.internal".into()],
+            ..Settings::default()
+        };
+        assert_eq!(
+            with_scheme.validate().unwrap_err().key,
+            "jwks_uri_allow_hosts"
+        );
     }
 
     #[test]

@@ -14,6 +14,7 @@ use super::grant::{
     CodeRecord, Grant, LaunchContext, Pending, CODE_KIND, LAUNCH_KIND, PENDING_KIND,
 };
 use super::pages::{self, PatientChoice};
+use super::smart_config::confine_patient;
 use super::{now_s, random_secret, sha256_hex, AuthServer, CODE_TTL_S, PENDING_TTL_S};
 use crate::policy::scope::{self, Scope};
 use crate::policy::{Principal, PrincipalKind};
@@ -236,6 +237,9 @@ fn needs_picker(pending: &Pending, granted: &[Scope]) -> bool {
 fn user_principal(a: &AuthServer, user: &super::smart_config::User) -> Principal {
     let role = a.config.roles.get(&user.role);
     let scopes = a.config.role_limit(&user.role).unwrap_or_default();
+    let self_patient = a
+        .config
+        .self_patient(Some(&user.role), user.fhir_user.as_deref());
     Principal {
         kind: PrincipalKind::Token,
         username: Some(user.username.clone()),
@@ -248,13 +252,7 @@ fn user_principal(a: &AuthServer, user: &super::smart_config::User) -> Principal
                 s
             })
             .collect(),
-        self_patient: role.filter(|r| r.self_only).map(|_| {
-            user.fhir_user
-                .as_deref()
-                .and_then(|f| f.strip_prefix("Patient/"))
-                .unwrap_or("")
-                .to_string()
-        }),
+        self_patient,
         audit_reader: role.is_some_and(|r| r.audit),
         ..Principal::open()
     }
@@ -337,6 +335,37 @@ async fn consent_page(
     )
 }
 
+/// True when `pending` carries an EHR launch for a patient other than
+/// `user`'s own record while the user's role is `self_only`.
+fn launch_for_another(a: &AuthServer, user: &super::smart_config::User, pending: &Pending) -> bool {
+    let own = a
+        .config
+        .self_patient(Some(&user.role), user.fhir_user.as_deref());
+    let asked = pending.launch.as_ref().and_then(|l| l.patient.as_deref());
+    confine_patient(own.as_deref(), asked).is_err()
+}
+
+/// Ends `pending` and sends the client `access_denied`: a self-only user
+/// may not take a launch context naming another patient.
+async fn refuse_foreign_launch(a: &AuthServer, key: &str, pending: &Pending) -> Response {
+    tracing::warn!(
+        kind = "authorize",
+        outcome = "refused",
+        "self-only user refused a launch for another patient"
+    );
+    let _ = a
+        .store()
+        .auth_take(PENDING_KIND, &sha256_hex(key), crate::store::USED)
+        .await;
+    redirect_error(
+        a,
+        &pending.redirect_uri,
+        pending.state.as_deref(),
+        "access_denied",
+        "this user may open their own record only",
+    )
+}
+
 /// `POST /auth/login`
 pub async fn login(
     State(a): State<Arc<AuthServer>>,
@@ -355,11 +384,19 @@ pub async fn login(
     let username = f.get("username").map(String::as_str).unwrap_or("");
     let password = f.get("password").map(String::as_str).unwrap_or("");
     // Hashing is deliberately slow; keep it off the async workers.
+    // A locked username (known or not) answers as a wrong password would.
+    let locked = a.user_failures.is_locked(username);
     let auth = a.clone();
     let (u, pw) = (username.to_string(), password.to_string());
-    let ok = tokio::task::spawn_blocking(move || auth.config.authenticate(&u, &pw).is_some())
-        .await
-        .unwrap_or(false);
+    let ok = !locked
+        && tokio::task::spawn_blocking(move || auth.config.authenticate(&u, &pw).is_some())
+            .await
+            .unwrap_or(false);
+    if ok {
+        a.user_failures.succeeded(username);
+    } else if !locked {
+        a.user_failures.failed(username);
+    }
     let who = Principal {
         username: Some(username.to_string()),
         client_id: Some(pending.client_id.clone()),
@@ -382,6 +419,11 @@ pub async fn login(
         return pages::login(&key, &name, Some("Unknown username or wrong password."));
     }
     tracing::info!(kind = "login", outcome = "success", "signed in");
+    if let Some(user) = a.config.user(username) {
+        if launch_for_another(&a, user, &pending) {
+            return refuse_foreign_launch(&a, &key, &pending).await;
+        }
+    }
     pending.username = Some(username.to_string());
     pending.auth_time_s = Some(now_s());
     let Ok(value) = serde_json::to_string(&pending) else {
@@ -420,6 +462,9 @@ pub async fn consent(State(a): State<Arc<AuthServer>>, RawForm(body): RawForm) -
         return pages::error(StatusCode::BAD_REQUEST, "unknown user");
     };
     let state = pending.state.as_deref();
+    if launch_for_another(&a, &user, &pending) {
+        return refuse_foreign_launch(&a, &key, &pending).await;
+    }
     if first(&form, "decision").as_deref() != Some("approve") {
         let _ = a
             .store()
@@ -446,14 +491,12 @@ pub async fn consent(State(a): State<Arc<AuthServer>>, RawForm(body): RawForm) -
         .cloned()
         .collect();
     let mut context = pending.launch.clone().unwrap_or_default();
-    let self_only = a.config.roles.get(&user.role).is_some_and(|r| r.self_only);
+    let own = a
+        .config
+        .self_patient(Some(&user.role), user.fhir_user.as_deref());
     if needs_picker(&pending, &approved) {
-        if self_only {
-            context.patient = user
-                .fhir_user
-                .as_deref()
-                .and_then(|f| f.strip_prefix("Patient/"))
-                .map(str::to_string);
+        if let Some(own) = &own {
+            context.patient = Some(own.clone()).filter(|p| !p.is_empty());
         } else {
             let chosen = first(&form, "patient_id")
                 .filter(|s| !s.trim().is_empty())
@@ -479,6 +522,10 @@ pub async fn consent(State(a): State<Arc<AuthServer>>, RawForm(body): RawForm) -
             }
             context.patient = Some(pid);
         }
+    }
+    match confine_patient(own.as_deref(), context.patient.as_deref()) {
+        Ok(p) => context.patient = p,
+        Err(_) => return refuse_foreign_launch(&a, &key, &pending).await,
     }
     if !a
         .store()

@@ -20,8 +20,6 @@ use super::{constant_time_eq, now_s, sha256_hex, AuthServer, OAuthError};
 pub const JWT_BEARER: &str = "urn:ietf:params:oauth:client-assertion-type:jwt-bearer";
 /// Latest `exp` accepted on a client assertion, in seconds from now.
 pub const MAX_ASSERTION_LIFETIME_S: i64 = 300;
-/// Largest JWKS document fetched from a `jwks_uri`, in bytes.
-pub const MAX_JWKS_BYTES: usize = 64 * 1024;
 /// Longest client assertion accepted, in bytes.
 pub const MAX_ASSERTION_BYTES: usize = 16 * 1024;
 
@@ -80,7 +78,10 @@ impl AuthServer {
     ) -> Result<Client, OAuthError> {
         let unknown = || OAuthError::invalid_client("unknown client or bad credentials");
         if let Some((id, secret)) = basic_credentials(headers) {
-            let client = self.client(&id).await?.ok_or_else(unknown)?;
+            let Some(client) = self.client(&id).await? else {
+                self.client_failures.failed(&id);
+                return Err(unknown());
+            };
             return self.check_secret(client, &secret);
         }
         if let Some(kind) = form.get("client_assertion_type") {
@@ -110,17 +111,26 @@ impl AuthServer {
         }
     }
 
+    /// Checks a client secret; a client locked after failed checks gets
+    /// the answer of a wrong secret.
     fn check_secret(&self, client: Client, secret: &str) -> Result<Client, OAuthError> {
-        let ok = matches!(
-            client.token_endpoint_auth_method,
-            AuthMethod::ClientSecretBasic | AuthMethod::ClientSecretPost
-        ) && client
-            .client_secret_sha256
-            .as_deref()
-            .is_some_and(|h| constant_time_eq(h, &sha256_hex(secret)));
+        let locked = self.client_failures.is_locked(&client.client_id);
+        let ok = !locked
+            && matches!(
+                client.token_endpoint_auth_method,
+                AuthMethod::ClientSecretBasic | AuthMethod::ClientSecretPost
+            )
+            && client
+                .client_secret_sha256
+                .as_deref()
+                .is_some_and(|h| constant_time_eq(h, &sha256_hex(secret)));
         if ok {
+            self.client_failures.succeeded(&client.client_id);
             Ok(client)
         } else {
+            if !locked {
+                self.client_failures.failed(&client.client_id);
+            }
             Err(OAuthError::invalid_client(
                 "unknown client or bad credentials",
             ))
@@ -131,25 +141,16 @@ impl AuthServer {
         let bad = |d: &str| OAuthError::invalid_client(d.to_string());
         let doc: Value = match (&client.jwks, &client.jwks_uri) {
             (Some(j), _) => j.clone(),
-            (None, Some(uri)) => {
-                let resp = self
-                    .http()
-                    .get(uri)
-                    .send()
-                    .await
-                    .map_err(|_| bad("the client's jwks_uri could not be fetched"))?;
-                if !resp.status().is_success() {
-                    return Err(bad("the client's jwks_uri answered an error"));
-                }
-                let bytes = resp
-                    .bytes()
-                    .await
-                    .map_err(|_| bad("the client's jwks_uri could not be read"))?;
-                if bytes.len() > MAX_JWKS_BYTES {
-                    return Err(bad("the client's JWKS is too large"));
-                }
-                serde_json::from_slice(&bytes).map_err(|_| bad("the client's JWKS is not JSON"))?
-            }
+            (None, Some(uri)) => self.jwks_fetcher().fetch(uri).await.map_err(|e| {
+                // The kind only: the URI and its answer stay out of the log.
+                tracing::warn!(
+                    kind = "jwks_fetch",
+                    reason = e.kind_name(),
+                    "a client's jwks_uri could not be used"
+                );
+                // One answer for every failure: no port or host oracle.
+                OAuthError::invalid_client(super::jwks_fetch::FETCH_FAILED)
+            })?,
             (None, None) => return Err(bad("the client has no keys")),
         };
         // Keys of types we cannot use are skipped, not fatal.

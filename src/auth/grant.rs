@@ -5,6 +5,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::{json, Value};
 
 use super::jwt::{self, AccessClaims, IdTokenFacts};
+use super::smart_config::confine_patient;
 use super::{now_s, random_secret, sha256_hex, AuthServer, OAuthError, ONLINE_REFRESH_TOKEN_TTL_S};
 use crate::policy::scope::{self, Scope};
 
@@ -15,6 +16,9 @@ pub const LAUNCH_KIND: &str = "launch";
 pub const REFRESH_KIND: &str = "refresh";
 pub const REVOKED_KIND: &str = "revoked";
 pub const ASSERTION_KIND: &str = "assertion-jti";
+/// Access tokens issued under a family (key `jti`), so that a replayed
+/// authorization code can revoke them.
+pub const ACCESS_KIND: &str = "access";
 
 /// The context an EHR launch binds (and a standalone launch's picker fills).
 #[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
@@ -96,6 +100,15 @@ impl AuthServer {
         let now = now_s();
         let ttl = self.settings.access_token_ttl_s;
         let scopes = scope::parse_list(&grant.scope);
+        // Every code and refresh token comes through here: a self-only
+        // user's token names their own record or no patient, never another.
+        let own = self
+            .config
+            .self_patient(grant.role.as_deref(), grant.fhir_user.as_deref());
+        let patient =
+            confine_patient(own.as_deref(), grant.context.patient.as_deref()).map_err(|_| {
+                OAuthError::invalid_grant("this user's tokens may name their own record only")
+            })?;
         let claims = AccessClaims {
             iss: self.issuer.clone(),
             sub: grant
@@ -108,12 +121,18 @@ impl AuthServer {
             jti: uuid::Uuid::new_v4().to_string(),
             client_id: grant.client_id.clone(),
             scope: grant.scope.clone(),
-            patient: grant.context.patient.clone(),
+            patient: patient.clone(),
             encounter: grant.context.encounter.clone(),
             fhir_user: grant.fhir_user.clone(),
             role: grant.role.clone(),
         };
         let access = self.sign(&claims)?;
+        if !family.is_empty() {
+            let expires = (claims.exp + jwt::CLOCK_LEEWAY_S as i64) * 1000;
+            self.store()
+                .auth_insert(ACCESS_KIND, &claims.jti, "", Some(family), expires)
+                .await?;
+        }
         let mut body = json!({
             "access_token": access,
             "token_type": "Bearer",
@@ -161,7 +180,7 @@ impl AuthServer {
             body["id_token"] = json!(id);
         }
         let ctx = &grant.context;
-        if let Some(p) = &ctx.patient {
+        if let Some(p) = &patient {
             body["patient"] = json!(p);
         }
         if let Some(e) = &ctx.encounter {
@@ -172,7 +191,7 @@ impl AuthServer {
         }
         if grant.username.is_some() {
             body["need_patient_banner"] =
-                json!(ctx.need_patient_banner.unwrap_or(ctx.patient.is_some()));
+                json!(ctx.need_patient_banner.unwrap_or(patient.is_some()));
             body["smart_style_url"] = json!(format!("{}/auth/smart-style.json", self.issuer));
         }
         Ok(body)

@@ -67,8 +67,10 @@ pub async fn introspect(
             if c.sub != c.client_id {
                 v["username"] = json!(c.sub);
             }
+            // The patient the token reaches (a self-only user's own record).
+            let patient = a.principal_of(&c).patient;
             for (k, val) in [
-                ("patient", &c.patient),
+                ("patient", &patient),
                 ("encounter", &c.encounter),
                 ("fhirUser", &c.fhir_user),
             ] {

@@ -6,7 +6,7 @@ use std::path::Path;
 
 use super::jwt::{self, AccessClaims};
 use super::keys::KeyRing;
-use super::smart_config::SmartConfig;
+use super::smart_config::{confine_patient, SmartConfig};
 use super::{now_s, AuthServer};
 use crate::policy::scope;
 
@@ -46,6 +46,7 @@ pub fn mint(
     if scopes.is_empty() {
         anyhow::bail!("no scope this server understands in '{}'", req.scopes);
     }
+    let mut patient = req.patient.clone();
     let (sub, role, fhir_user) = match &req.user {
         Some(name) => {
             let u = config.user(name).ok_or_else(|| {
@@ -53,6 +54,14 @@ pub fn mint(
             })?;
             let limit = config.role_limit(&u.role).unwrap_or_default();
             scopes = scope::grant(&scopes, &scopes, Some(&limit));
+            let own = config.self_patient(Some(&u.role), u.fhir_user.as_deref());
+            patient = confine_patient(own.as_deref(), req.patient.as_deref()).map_err(|_| {
+                anyhow::anyhow!(
+                    "user '{name}' has a self-only role (`{}`): --patient may name only \
+                     their own fhirUser Patient",
+                    u.role
+                )
+            })?;
             (
                 u.username.clone(),
                 Some(u.role.clone()),
@@ -81,7 +90,7 @@ pub fn mint(
         jti: uuid::Uuid::new_v4().to_string(),
         client_id: req.client_id.clone(),
         scope: scope::to_string(&scopes),
-        patient: req.patient.clone(),
+        patient,
         encounter: None,
         fhir_user,
         role,

@@ -8,8 +8,10 @@
 pub mod client_auth;
 pub mod clients;
 pub mod grant;
+pub mod jwks_fetch;
 pub mod jwt;
 pub mod keys;
+pub mod lockout;
 pub mod mint;
 pub mod smart_config;
 
@@ -70,6 +72,8 @@ pub struct AuthSettings {
     pub refresh_token_ttl_s: i64,
     /// No authorization at all (local experiments only; logged loudly).
     pub insecure_open: bool,
+    /// Hosts a `jwks_uri` may name over http or on internal addresses.
+    pub jwks_uri_allow_hosts: Vec<String>,
 }
 
 /// The authorization server's state, shared by every door.
@@ -88,7 +92,12 @@ pub struct AuthServer {
     store: Store,
     /// For the patient picker, which searches as the signed-in user.
     service: FhirService,
-    http: reqwest::Client,
+    /// The guarded client for `jwks_uri`s (the only outbound requests).
+    jwks: jwks_fetch::JwksFetcher,
+    /// Failed sign-ins by username.
+    pub(crate) user_failures: lockout::Lockout,
+    /// Failed client-secret checks by client id.
+    pub(crate) client_failures: lockout::Lockout,
 }
 
 /// An OAuth 2.0 error response (RFC 6749 §5.2).
@@ -212,10 +221,7 @@ impl AuthServer {
     ) -> anyhow::Result<AuthServer> {
         let store = service.store().clone();
         let ring = KeyRing::load_or_create(&settings.key_dir)?;
-        let http = reqwest::Client::builder()
-            .timeout(std::time::Duration::from_secs(5))
-            .redirect(reqwest::redirect::Policy::none())
-            .build()?;
+        let jwks = jwks_fetch::JwksFetcher::new(&settings.jwks_uri_allow_hosts)?;
         Ok(AuthServer {
             issuer: issuer.trim_end_matches('/').to_string(),
             fhir_base: fhir_base.trim_end_matches('/').to_string(),
@@ -226,7 +232,9 @@ impl AuthServer {
             verified: verified::VerifiedTokens::default(),
             store,
             service,
-            http,
+            jwks,
+            user_failures: lockout::Lockout::default(),
+            client_failures: lockout::Lockout::default(),
         })
     }
 
@@ -272,8 +280,8 @@ impl AuthServer {
         Some(self.principal_of(&claims))
     }
 
-    pub fn http(&self) -> &reqwest::Client {
-        &self.http
+    pub fn jwks_fetcher(&self) -> &jwks_fetch::JwksFetcher {
+        &self.jwks
     }
 
     pub fn token_endpoint(&self) -> String {
@@ -372,11 +380,15 @@ impl AuthServer {
             .role
             .as_deref()
             .and_then(|r| self.config.roles.get(r));
-        let self_patient = match (role, claims.fhir_user.as_deref()) {
-            (Some(r), Some(fu)) if r.self_only => fu.strip_prefix("Patient/").map(str::to_string),
-            // A self-only role without a Patient fhirUser reaches no patient at all.
-            (Some(r), _) if r.self_only => Some(String::new()),
-            _ => None,
+        // A self-only role without a Patient fhirUser reaches no patient at all.
+        let self_patient = self
+            .config
+            .self_patient(claims.role.as_deref(), claims.fhir_user.as_deref());
+        // Whatever patient claim the token carries, a self-only user's
+        // `patient/` scopes reach their own record and nobody else's.
+        let patient = match &self_patient {
+            Some(own) => claims.patient.as_ref().map(|_| own.clone()),
+            None => claims.patient.clone(),
         };
         Principal {
             kind: PrincipalKind::Token,
@@ -384,7 +396,7 @@ impl AuthServer {
             username: (claims.sub != claims.client_id).then(|| claims.sub.clone()),
             fhir_user: claims.fhir_user.clone(),
             role: claims.role.clone(),
-            patient: claims.patient.clone(),
+            patient,
             encounter: claims.encounter.clone(),
             scopes: scope::resource_scopes(&scope::parse_list(&claims.scope)),
             self_patient,

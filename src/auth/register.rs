@@ -94,6 +94,20 @@ pub async fn register(
         Ok(c) => c,
         Err(e) => return reg_error(StatusCode::BAD_REQUEST, e.error, &e.description),
     };
+    if let Some(uri) = &client.jwks_uri {
+        if let Err(e) = a.jwks_fetcher().check_registration(uri).await {
+            tracing::info!(
+                kind = "register",
+                reason = e.kind_name(),
+                "jwks_uri refused"
+            );
+            return reg_error(
+                StatusCode::BAD_REQUEST,
+                "invalid_client_metadata",
+                super::jwks_fetch::URI_REFUSED,
+            );
+        }
+    }
     let Ok(value) = serde_json::to_string(&client) else {
         return reg_error(
             StatusCode::INTERNAL_SERVER_ERROR,

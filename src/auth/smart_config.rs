@@ -136,6 +136,20 @@ impl SmartConfig {
         self.users.iter().find(|u| u.username == username)
     }
 
+    /// For a user whose role is `self_only`: the one patient their tokens
+    /// may reach, their `fhirUser` Patient's id (empty when the fhirUser is
+    /// not a Patient: such a user reaches no patient at all). `None` for
+    /// every other role.
+    pub fn self_patient(&self, role: Option<&str>, fhir_user: Option<&str>) -> Option<String> {
+        let role = self.roles.get(role?)?;
+        role.self_only.then(|| {
+            fhir_user
+                .and_then(|f| f.strip_prefix("Patient/"))
+                .unwrap_or("")
+                .to_string()
+        })
+    }
+
     /// Checks a password; `None` for an unknown user or a wrong password
     /// (the same work is done for both, so timing does not tell which).
     pub fn authenticate(&self, username: &str, password: &str) -> Option<&User> {
@@ -152,6 +166,25 @@ impl SmartConfig {
                 .is_ok()
         });
         user.filter(|_| ok)
+    }
+}
+
+/// A patient context that names someone other than a self-only user.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ForeignPatient;
+
+/// The patient context a token may carry: `asked` for users of other roles
+/// (`self_patient` `None`); for a self-only user nothing or their own
+/// patient, never another one (`Err`), whatever the launch or caller asks.
+pub fn confine_patient(
+    self_patient: Option<&str>,
+    asked: Option<&str>,
+) -> Result<Option<String>, ForeignPatient> {
+    match (self_patient, asked) {
+        (None, asked) => Ok(asked.map(str::to_string)),
+        (Some(_), None) => Ok(None),
+        (Some(own), Some(p)) if !own.is_empty() && own == p => Ok(Some(own.to_string())),
+        (Some(_), Some(_)) => Err(ForeignPatient),
     }
 }
 
@@ -221,6 +254,36 @@ mod tests {
             assert!(!limit.is_empty(), "{role}");
         }
         assert!(cfg.roles["patient"].self_only);
+    }
+
+    #[test]
+    fn self_only_users_reach_their_own_patient_only() {
+        let cfg = SmartConfig {
+            roles: toml::from_str(include_str!("../../smart-config/roles.toml")).unwrap(),
+            ..SmartConfig::default()
+        };
+        let own = cfg.self_patient(Some("patient"), Some("Patient/p1"));
+        assert_eq!(own.as_deref(), Some("p1"));
+        assert_eq!(
+            cfg.self_patient(Some("patient"), Some("Practitioner/x")),
+            Some(String::new()),
+            "a self-only role without a Patient fhirUser reaches nobody"
+        );
+        assert_eq!(cfg.self_patient(Some("patient"), None), Some(String::new()));
+        assert_eq!(
+            cfg.self_patient(Some("clinician"), Some("Patient/p1")),
+            None
+        );
+        assert_eq!(cfg.self_patient(None, Some("Patient/p1")), None);
+        assert_eq!(confine_patient(None, Some("p2")), Ok(Some("p2".into())));
+        assert_eq!(confine_patient(Some("p1"), None), Ok(None));
+        assert_eq!(
+            confine_patient(Some("p1"), Some("p1")),
+            Ok(Some("p1".into()))
+        );
+        assert_eq!(confine_patient(Some("p1"), Some("p2")), Err(ForeignPatient));
+        assert_eq!(confine_patient(Some(""), Some("")), Err(ForeignPatient));
+        assert_eq!(confine_patient(Some(""), Some("p2")), Err(ForeignPatient));
     }
 
     #[test]

@@ -11,7 +11,9 @@ use axum::response::{IntoResponse, Response};
 use axum::Json;
 use openidconnect::{PkceCodeChallenge, PkceCodeVerifier};
 
-use super::grant::{CodeRecord, Grant, LaunchContext, CODE_KIND, REFRESH_KIND};
+use super::grant::{
+    CodeRecord, Grant, LaunchContext, ACCESS_KIND, CODE_KIND, REFRESH_KIND, REVOKED_KIND,
+};
 use super::{constant_time_eq, no_store, now_s, sha256_hex, AuthServer, OAuthError};
 use crate::policy::scope::{self, Context, Scope};
 use crate::policy::Principal;
@@ -106,9 +108,19 @@ async fn authorization_code(
         .ok_or_else(|| OAuthError::invalid_grant("unknown code"))?;
     let record: CodeRecord =
         serde_json::from_str(&rec.value).map_err(|_| OAuthError::server_error())?;
-    // Single use: a second use revokes what the first one issued (RFC 6749 §4.1.2).
+    // Single use: a second use revokes what the first one issued, refresh
+    // and access tokens alike (RFC 6749 §4.1.2).
     if !a.store().auth_take(CODE_KIND, &key, USED).await? {
-        a.store().auth_revoke_family(&record.family).await?;
+        let revoked = a
+            .store()
+            .auth_revoke_family_tokens(&record.family, ACCESS_KIND, REVOKED_KIND)
+            .await?;
+        tracing::warn!(
+            kind = "token",
+            outcome = "code_reuse",
+            revoked_access_tokens = revoked,
+            "authorization code reused; its tokens are revoked"
+        );
         return Err(OAuthError::invalid_grant(
             "the code has been used already or has expired",
         ));

@@ -167,6 +167,37 @@ impl Store {
         Ok(n)
     }
 
+    /// Revokes a family (as [`Store::auth_revoke_family`]) and every access
+    /// token recorded under it (rows of `access_kind`, keyed by `jti`), by
+    /// adding a `revoked_kind` row per `jti` and bumping the revocation
+    /// counter in the same transaction. Returns the access tokens revoked.
+    pub async fn auth_revoke_family_tokens(
+        &self,
+        family: &str,
+        access_kind: &str,
+        revoked_kind: &str,
+    ) -> StoreResult<u64> {
+        let insert = "INSERT INTO auth_state (kind, key, value, family, state, expires_ms) \
+                      SELECT $1, key, '', NULL, 0, expires_ms FROM auth_state \
+                      WHERE kind = $2 AND family = $3 ON CONFLICT (kind, key) DO NOTHING";
+        let update = "UPDATE auth_state SET state = 2 WHERE family = $1";
+        let mut tx = self.begin().await?;
+        let n = with_tx!(tx, c, pg => {
+            let n = sqlx::query(insert)
+                .bind(revoked_kind)
+                .bind(access_kind)
+                .bind(family)
+                .execute(&mut *c)
+                .await?
+                .rows_affected();
+            sqlx::query(update).bind(family).execute(&mut *c).await?;
+            n
+        });
+        tx.touch(Topic::Revocation);
+        tx.commit().await?;
+        Ok(n)
+    }
+
     /// Deletes records that expired before `before_ms`.
     pub async fn auth_purge(&self, before_ms: Millis) -> StoreResult<u64> {
         let sql = "DELETE FROM auth_state WHERE expires_ms < $1";

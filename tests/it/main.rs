@@ -20,4 +20,5 @@ mod mcp;
 mod openapi;
 mod search_cases;
 mod smart;
+mod smart_attacks;
 mod smart_fhirclient;

@@ -642,7 +642,11 @@ fn assertion(
 }
 
 async fn backend_services(backend: Backend) {
-    let s = SmartApp::start(backend).await;
+    // The RS384 client's jwks_uri is served over http on loopback below.
+    let s = SmartApp::start_with(backend, |settings| {
+        settings.jwks_uri_allow_hosts = vec!["127.0.0.1".into()];
+    })
+    .await;
     let token_url = format!("{}/auth/token", s.root);
     // ES384, key inline in the registration.
     let secret = p384::SecretKey::random(&mut rsa::rand_core::OsRng);
