@@ -83,8 +83,11 @@ fn read_ndjson(path: PathBuf, reg: Arc<Registry>, tx: mpsc::Sender<Chunk>) -> an
         if line.trim().is_empty() {
             continue;
         }
-        let parsed = serde_json::from_str::<Value>(&line)
-            .map_err(|e| format!("not JSON: {e}"))
+        let parsed = crate::fhir::limits::parse_json(line.as_bytes())
+            .map_err(|e| match e {
+                Ok(refusal) => refusal.message("the line"),
+                Err(e) => format!("not JSON: {e}"),
+            })
             .and_then(|v| {
                 validate_for_import(&reg, v).map_err(|e| {
                     e.issues
@@ -162,8 +165,10 @@ async fn import_document(
     let value = match kind {
         FileKind::Xml => xml_to_json(&bytes)
             .map_err(|e| anyhow::anyhow!("{}: {} at {}", path.display(), e.message, e.path))?,
-        _ => serde_json::from_slice(&bytes)
-            .map_err(|e| anyhow::anyhow!("{}: not JSON: {e}", path.display()))?,
+        _ => crate::fhir::limits::parse_json(&bytes).map_err(|e| match e {
+            Ok(refusal) => anyhow::anyhow!("{}: {}", path.display(), refusal.message("the file")),
+            Err(e) => anyhow::anyhow!("{}: not JSON: {e}", path.display()),
+        })?,
     };
     let resources = if value.get("resourceType").and_then(Value::as_str) == Some("Bundle") {
         match classify_bundle(value)

@@ -8,12 +8,74 @@ use fhirbolt::model::r4::Resource;
 use fhirbolt::serde::{DeserializationConfig, DeserializationMode};
 use serde_json::Value;
 
+use super::limits::{self, Refusal, MAX_JSON_DEPTH, MAX_XML_DEPTH};
+
 /// A structural problem found in a resource, with the FHIRPath-style path of
 /// the element at fault (`Patient.name[0].given`).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct StructuralError {
     pub path: String,
     pub message: String,
+    /// The OperationOutcome issue code (`invalid`, or `too-costly` for a
+    /// document over a nesting limit).
+    pub code: &'static str,
+}
+
+impl StructuralError {
+    pub fn new(path: impl Into<String>, message: impl Into<String>) -> Self {
+        StructuralError {
+            path: path.into(),
+            message: message.into(),
+            code: "invalid",
+        }
+    }
+
+    /// A document refused by a limit of [`super::limits`].
+    pub fn refused(refusal: &Refusal, what: &str) -> Self {
+        StructuralError {
+            path: "$".into(),
+            message: refusal.message(what),
+            code: refusal.code(),
+        }
+    }
+}
+
+/// Stack given to fhirbolt for a document deeper than [`INLINE_DEPTH`]:
+/// its (generic, serde-derived) code takes about 20 KiB of stack per JSON
+/// level in a debug build, so [`MAX_JSON_DEPTH`] needs about 2 MiB, all a
+/// tokio worker has (measured: a debug server used to abort at 53 nested
+/// extensions, JSON depth 107).
+pub const DEEP_STACK_BYTES: usize = 32 * 1024 * 1024;
+/// Documents up to this JSON depth are handled on the caller's stack; deeper
+/// ones (rare: real resources are under 20 levels) on a thread of their own
+/// with [`DEEP_STACK_BYTES`].
+pub const INLINE_DEPTH: usize = 16;
+
+/// Runs `f` on the caller's stack when `depth` is small, else on a scoped
+/// thread with [`DEEP_STACK_BYTES`] of stack (a panic in it is resumed here).
+fn on_stack_for<T: Send>(
+    depth: usize,
+    f: impl FnOnce() -> Result<T, StructuralError> + Send,
+) -> Result<T, StructuralError> {
+    if depth <= INLINE_DEPTH {
+        return f();
+    }
+    std::thread::scope(|s| {
+        let spawned = std::thread::Builder::new()
+            .name("vesta-deep-doc".into())
+            .stack_size(DEEP_STACK_BYTES)
+            .spawn_scoped(s, f);
+        match spawned {
+            Ok(handle) => handle
+                .join()
+                .unwrap_or_else(|panic| std::panic::resume_unwind(panic)),
+            Err(_) => Err(StructuralError {
+                path: "$".into(),
+                message: "the server could not take on a document this deep now".into(),
+                code: "transient",
+            }),
+        }
+    })
 }
 
 fn strict() -> Option<DeserializationConfig> {
@@ -33,13 +95,17 @@ pub const MAX_LOCATE_STEPS: usize = 400;
 /// required elements present, and nothing fhirbolt had to coerce (a decimal
 /// sent as a string, say).
 pub fn validate_resource(value: &Value) -> Result<(), StructuralError> {
-    match check(value) {
-        Ok(()) => Ok(()),
-        Err(message) => Err(StructuralError {
-            path: locate(value, &message),
-            message,
-        }),
+    let depth = limits::value_depth(value, MAX_JSON_DEPTH);
+    if depth > MAX_JSON_DEPTH {
+        return Err(StructuralError::refused(
+            &Refusal::TooDeep(MAX_JSON_DEPTH),
+            "the resource",
+        ));
     }
+    on_stack_for(depth, || match check(value) {
+        Ok(()) => Ok(()),
+        Err(message) => Err(StructuralError::new(locate(value, &message), message)),
+    })
 }
 
 /// Parses through fhirbolt and compares its canonical JSON with the input.
@@ -192,31 +258,30 @@ fn remove(doc: &mut Value, pointer: &[PathStep], child: &PathStep) {
 
 /// Renders a stored JSON resource as FHIR XML.
 pub fn json_to_xml(json: &str) -> Result<String, StructuralError> {
-    let resource: Resource =
-        fhirbolt::json::from_str(json, strict()).map_err(|e| StructuralError {
-            path: "$".into(),
-            message: strip_position(&e.to_string()),
-        })?;
-    fhirbolt::xml::to_string(&resource, None).map_err(|e| StructuralError {
-        path: "$".into(),
-        message: e.to_string(),
+    let depth = limits::json_depth(json.as_bytes(), MAX_JSON_DEPTH)
+        .map_err(|r| StructuralError::refused(&r, "the resource"))?;
+    on_stack_for(depth, || {
+        let resource: Resource = fhirbolt::json::from_str(json, strict())
+            .map_err(|e| StructuralError::new("$", strip_position(&e.to_string())))?;
+        fhirbolt::xml::to_string(&resource, None)
+            .map_err(|e| StructuralError::new("$", e.to_string()))
     })
 }
 
 /// Parses a FHIR XML resource into its JSON form.
+/// The element depth is measured first ([`limits::xml_depth`]): deeper than
+/// [`MAX_XML_DEPTH`] is refused before fhirbolt sees the text.
 pub fn xml_to_json(xml: &[u8]) -> Result<Value, StructuralError> {
-    let text = std::str::from_utf8(xml).map_err(|_| StructuralError {
-        path: "$".into(),
-        message: "XML body is not valid UTF-8".into(),
-    })?;
-    let resource: Resource =
-        fhirbolt::xml::from_str(text, strict()).map_err(|e| StructuralError {
-            path: "$".into(),
-            message: e.to_string(),
-        })?;
-    fhirbolt::json::to_json_value(resource, None).map_err(|e| StructuralError {
-        path: "$".into(),
-        message: e.to_string(),
+    let depth = limits::xml_depth(xml, MAX_XML_DEPTH)
+        .map_err(|r| StructuralError::refused(&r, "the XML document"))?;
+    let text = std::str::from_utf8(xml)
+        .map_err(|_| StructuralError::new("$", "XML body is not valid UTF-8"))?;
+    // An element is at most two JSON levels (object, and array when repeated).
+    on_stack_for(depth * 2, || {
+        let resource: Resource = fhirbolt::xml::from_str(text, strict())
+            .map_err(|e| StructuralError::new("$", e.to_string()))?;
+        fhirbolt::json::to_json_value(resource, None)
+            .map_err(|e| StructuralError::new("$", e.to_string()))
     })
 }
 
@@ -267,6 +332,57 @@ mod tests {
     fn missing_required_element_is_named() {
         let v = json!({"resourceType": "Observation", "code": {"text": "x"}});
         assert_eq!(path_of(v), "Observation.status");
+    }
+
+    /// A Patient with `levels` nested extensions, the innermost carrying a
+    /// CodeableConcept: JSON depth `2 * levels + 4`, XML depth `levels + 4`.
+    fn nested_extensions(levels: usize) -> (Value, String) {
+        let mut json = json!({"url": "x", "valueCodeableConcept": {"coding": [{"code": "c"}]}});
+        for _ in 1..levels {
+            json = json!({"url": "x", "extension": [json]});
+        }
+        let json = json!({"resourceType": "Patient", "extension": [json]});
+        let xml = format!(
+            "<Patient xmlns='http://hl7.org/fhir'>{}<valueCodeableConcept><coding><code value='c'/></coding></valueCodeableConcept>{}</Patient>",
+            "<extension url='x'>".repeat(levels),
+            "</extension>".repeat(levels)
+        );
+        (json, xml)
+    }
+
+    /// At the limits, fhirbolt's work runs on a stack of its own: the caller
+    /// may have no more than a tokio worker's 2 MiB (a debug build used to
+    /// abort at 53 nested extensions).
+    #[test]
+    fn deepest_documents_fit_a_worker_stack() {
+        let worker = std::thread::Builder::new()
+            .stack_size(2 * 1024 * 1024)
+            .spawn(|| {
+                let levels = (MAX_JSON_DEPTH - 4) / 2;
+                let (json, _) = nested_extensions(levels);
+                assert_eq!(limits::value_depth(&json, 1000), MAX_JSON_DEPTH);
+                assert_eq!(validate_resource(&json), Ok(()));
+                let text = serde_json::to_string(&json).expect("json");
+                assert!(json_to_xml(&text).is_ok());
+                let (over, _) = nested_extensions(levels + 1);
+                assert_eq!(
+                    validate_resource(&over).map_err(|e| e.code),
+                    Err("too-costly")
+                );
+                // XML: the limit is in elements.
+                let (json, at) = nested_extensions(MAX_XML_DEPTH - 4);
+                assert_eq!(xml_to_json(at.as_bytes()).expect("parses"), json);
+                assert_eq!(validate_resource(&json), Ok(()));
+                let (_, over) = nested_extensions(MAX_XML_DEPTH - 3);
+                assert_eq!(
+                    xml_to_json(over.as_bytes()).map_err(|e| e.code),
+                    Err("too-costly")
+                );
+                let huge = "<extension url='x'>".repeat(100_000);
+                assert!(xml_to_json(huge.as_bytes()).is_err());
+            })
+            .expect("thread");
+        assert!(worker.join().is_ok());
     }
 
     #[test]

@@ -5,6 +5,7 @@ pub mod bundle;
 pub mod capability;
 pub mod format;
 pub mod instant;
+pub mod limits;
 pub mod media;
 pub mod outcome;
 pub mod resource;

@@ -4,6 +4,7 @@
 use serde_json::Value;
 
 use crate::fhir::format::{self, StructuralError};
+use crate::fhir::limits;
 use crate::fhir::resource_types::{is_valid_id, ResourceType, MAX_ID_LEN};
 
 /// What the body's `id` must be.
@@ -16,10 +17,7 @@ pub enum IdRule<'a> {
 }
 
 fn err(path: impl Into<String>, message: impl Into<String>) -> StructuralError {
-    StructuralError {
-        path: path.into(),
-        message: message.into(),
-    }
+    StructuralError::new(path, message)
 }
 
 /// Validates `value` as a resource of `expected` type (when given). Returns its type.
@@ -28,6 +26,9 @@ pub fn check_resource(
     expected: Option<ResourceType>,
     id_rule: IdRule<'_>,
 ) -> Result<ResourceType, StructuralError> {
+    // Before anything here recurses over it (a value from MCP arguments or a
+    // patched resource was never scanned as text).
+    limits::check_value(value).map_err(|r| StructuralError::refused(&r, "the resource"))?;
     let obj = value
         .as_object()
         .ok_or_else(|| err("$", "a resource must be a JSON object"))?;

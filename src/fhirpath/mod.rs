@@ -304,6 +304,25 @@ mod tests {
         ));
     }
 
+    /// The deepest expression of every shape the parser accepts parses,
+    /// evaluates and drops within a tokio worker's 2 MiB of stack.
+    #[test]
+    fn deepest_expressions_fit_a_worker_stack() {
+        use super::parser::tests::{boundary, deepest, SHAPES};
+        let worker = std::thread::Builder::new()
+            .stack_size(2 * 1024 * 1024)
+            .spawn(|| {
+                let p = json!({"resourceType": "Patient", "a": [{"a": 1}]});
+                for shape in SHAPES {
+                    let text = deepest(shape, boundary(shape));
+                    let e = Expression::parse(&text).expect("parses");
+                    let _ = evaluate(&e, &p);
+                }
+            })
+            .expect("thread");
+        assert!(worker.join().is_ok());
+    }
+
     #[test]
     fn shareable_across_threads() {
         fn assert_send_sync<T: Send + Sync>() {}

@@ -130,6 +130,7 @@ impl Parser {
 
     fn expr(&mut self, min_prec: u8) -> Result<Expr> {
         self.enter()?;
+        let entered = self.depth;
         let mut lhs = self.unary()?;
         loop {
             let tok = self.peek().clone();
@@ -144,6 +145,7 @@ impl Parser {
                         break;
                     }
                     self.pos += 1;
+                    self.enter()?;
                     let spec = self.type_spec()?;
                     lhs = if is_is {
                         Expr::Is(Box::new(lhs), spec)
@@ -160,11 +162,13 @@ impl Parser {
                 break;
             }
             self.pos += 1;
+            // Each fold nests the tree one level deeper on the left.
+            self.enter()?;
             let next_min = if op == BinOp::Implies { prec } else { prec + 1 };
             let rhs = self.expr(next_min)?;
             lhs = Expr::Binary(op, Box::new(lhs), Box::new(rhs));
         }
-        self.depth -= 1;
+        self.depth = entered - 1;
         Ok(lhs)
     }
 
@@ -195,21 +199,29 @@ impl Parser {
         }
     }
 
+    /// A term and its `.member`, `.call()` and `[index]` steps; each step
+    /// nests the tree one level deeper, so it counts towards the depth.
     fn postfix(&mut self) -> Result<Expr> {
+        let entered = self.depth;
         let mut e = self.term()?;
         loop {
             match self.peek() {
                 Tok::Sym(".") => {
                     self.pos += 1;
+                    self.enter()?;
                     e = self.invocation(Some(Box::new(e)))?;
                 }
                 Tok::Sym("[") => {
                     self.pos += 1;
+                    self.enter()?;
                     let index = self.expr(0)?;
                     self.expect_sym("]")?;
                     e = Expr::Indexer(Box::new(e), Box::new(index));
                 }
-                _ => return Ok(e),
+                _ => {
+                    self.depth = entered;
+                    return Ok(e);
+                }
             }
         }
     }
@@ -380,7 +392,7 @@ impl Parser {
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
 
     fn shape(text: &str) -> String {
@@ -424,5 +436,55 @@ mod tests {
         assert!(parse("@T14:34:28Z").is_err());
         assert!(parse(&"(".repeat(500)).is_err());
         assert!(parse("a.b)").is_err());
+    }
+
+    /// The deepest expressions of each shape: nested parentheses, unary
+    /// signs, `.member` chains, `[index]` chains and left folds of binary
+    /// operators. `ok` parses; one more level is refused.
+    pub(crate) fn deepest(shape: &str, levels: usize) -> String {
+        match shape {
+            "parens" => format!("{}1{}", "(".repeat(levels), ")".repeat(levels)),
+            "unary" => format!("{}1", "-".repeat(levels)),
+            "members" => format!("a{}", ".a".repeat(levels)),
+            "indexers" => format!("a{}", "[0]".repeat(levels)),
+            "folds" => format!("1{}", " + 1".repeat(levels)),
+            "calls" => format!("{}1{}", "a.where(".repeat(levels), ")".repeat(levels)),
+            _ => String::new(),
+        }
+    }
+
+    pub(crate) const SHAPES: [&str; 6] =
+        ["parens", "unary", "members", "indexers", "folds", "calls"];
+
+    /// The most levels of `shape` that parse: the next level is refused by
+    /// the depth limit, and every shape reaches at least a third of it.
+    pub(crate) fn boundary(shape: &str) -> usize {
+        let ok = (1..=MAX_PARSE_DEPTH + 1)
+            .take_while(|n| parse(&deepest(shape, *n)).is_ok())
+            .last()
+            .unwrap_or(0);
+        assert!(ok >= MAX_PARSE_DEPTH / 3 - 1, "{shape}: only {ok} levels");
+        assert!(
+            matches!(parse(&deepest(shape, ok + 1)), Err(FhirPathError::Limit(_))),
+            "{shape} at {}",
+            ok + 1
+        );
+        ok
+    }
+
+    #[test]
+    fn depth_limit_holds_for_every_shape() {
+        assert_eq!(boundary("parens"), MAX_PARSE_DEPTH - 1);
+        assert_eq!(boundary("members"), MAX_PARSE_DEPTH - 1);
+        for shape in SHAPES {
+            boundary(shape);
+        }
+        // Long but shallow is fine; longer than the length limit is not.
+        let long = "a".repeat(MAX_EXPRESSION_BYTES + 1);
+        assert!(matches!(parse(&long), Err(FhirPathError::Limit(_))));
+        assert!(parse(&"a".repeat(MAX_EXPRESSION_BYTES)).is_ok());
+        // A 16 KiB chain used to parse into a tree thousands deep.
+        let chain = format!("a{}", ".a".repeat(MAX_EXPRESSION_BYTES / 2 - 1));
+        assert!(matches!(parse(&chain), Err(FhirPathError::Limit(_))));
     }
 }

@@ -37,6 +37,9 @@ pub const METADATA_PATH: &str = "/.well-known/oauth-protected-resource/mcp";
 pub const METADATA_ROOT_PATH: &str = "/.well-known/oauth-protected-resource";
 /// The session header of streamable HTTP (revisions before 2026-07-28).
 pub const SESSION_HEADER: &str = "mcp-session-id";
+/// Deepest JSON-RPC body accepted: tool arguments within
+/// [`super::registry::MAX_ARGS_DEPTH`] inside `{"params":{"arguments":…}}`.
+pub const MAX_JSON_RPC_DEPTH: usize = super::registry::MAX_ARGS_DEPTH + 2;
 /// `Retry-After` when every session is taken, in seconds.
 pub const SESSIONS_FULL_RETRY_S: u64 = 30;
 
@@ -327,6 +330,26 @@ async fn guard(State(gate): State<Arc<Gate>>, mut req: Request, next: Next) -> R
             req = Request::from_parts(parts, axum::body::Body::from(bytes));
         }
         None => {}
+    }
+    if *req.method() == axum::http::Method::POST {
+        // rmcp parses the JSON-RPC body with serde (up to its own 128
+        // levels) and our tools walk the arguments: measured here first,
+        // without recursion. The envelope (`params.arguments`) takes 3 levels.
+        let (parts, body) = req.into_parts();
+        let limit = app.service.limits().max_body_bytes;
+        let Ok(bytes) = axum::body::to_bytes(body, limit).await else {
+            let e =
+                ServiceError::too_large(format!("the request body is larger than {limit} bytes"));
+            return outcome_response(StatusCode::PAYLOAD_TOO_LARGE, &e);
+        };
+        if let Err(refusal) = crate::fhir::limits::json_depth(&bytes, MAX_JSON_RPC_DEPTH) {
+            let e = ServiceError::new(
+                400,
+                Issue::error(refusal.code(), refusal.message("the JSON-RPC message")),
+            );
+            return outcome_response(StatusCode::BAD_REQUEST, &e);
+        }
+        req = Request::from_parts(parts, axum::body::Body::from(bytes));
     }
     let admit_ctx = Ctx::new(request_id.clone(), principal.clone()).via("mcp", peer.clone());
     if let Err(e) = app.service.admit(&admit_ctx, None).await {

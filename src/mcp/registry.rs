@@ -42,6 +42,9 @@ pub const MAX_QUERY_CHARS: usize = 200;
 pub const MAX_SINCE_CHARS: usize = 40;
 /// Most arguments accepted in one call (unknown ones are refused).
 pub const MAX_ARGS: usize = 16;
+/// Deepest arguments object accepted (the object itself is level 1): a
+/// resource argument within [`crate::fhir::limits::MAX_JSON_DEPTH`] fits.
+pub const MAX_ARGS_DEPTH: usize = crate::fhir::limits::MAX_JSON_DEPTH + 1;
 
 /// What a tool's handler gets.
 pub struct Call {
@@ -135,6 +138,18 @@ async fn checked_run(
 ) -> ToolOutput {
     if args.len() > MAX_ARGS {
         return ToolOutput::invalid(format!("at most {MAX_ARGS} arguments"));
+    }
+    // Measured without recursion before any tool walks the arguments (the
+    // object holding them is one level).
+    let depth = args
+        .values()
+        .map(|v| crate::fhir::limits::value_depth(v, MAX_ARGS_DEPTH))
+        .max()
+        .unwrap_or(0);
+    if depth >= MAX_ARGS_DEPTH {
+        return ToolOutput::invalid(format!(
+            "arguments may be nested at most {MAX_ARGS_DEPTH} levels deep"
+        ));
     }
     let props = &spec.input_schema["properties"];
     if let Some(unknown) = args.keys().find(|k| props.get(k.as_str()).is_none()) {

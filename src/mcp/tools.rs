@@ -503,13 +503,14 @@ pub async fn patch(call: Call) -> ToolOutput {
         let Some(before) = arg!(current(&call, &t, &id).await) else {
             return ToolOutput::error(&ServiceError::not_found(format!("{target} is not known")));
         };
-        let parsed: json_patch::Patch = match serde_json::from_value(ops) {
-            Ok(p) => p,
-            Err(e) => return ToolOutput::invalid(format!("not a JSON Patch: {e}")),
-        };
         let mut after = before.clone();
-        if let Err(e) = json_patch::patch(&mut after, &parsed) {
-            return ToolOutput::invalid(format!("the patch does not apply: {e}"));
+        if let Err(e) = crate::service::apply_json_patch(&mut after, &ops) {
+            let why = e
+                .issues
+                .first()
+                .map(|i| i.diagnostics.clone())
+                .unwrap_or_default();
+            return ToolOutput::invalid(format!("the patch does not apply: {why}"));
         }
         let issues = structural_issues(&after, &t, IdRule::MustEqual(&id));
         let (ch, n) = changes(&before, &after);

@@ -5,6 +5,7 @@ use serde_json::Value;
 
 use crate::fhir::format::xml_to_json;
 use crate::fhir::media::Format;
+use crate::fhir::outcome::Issue;
 use crate::service::ServiceError;
 
 /// Reads at most `limit` bytes; a larger body is refused with 413.
@@ -52,11 +53,12 @@ pub fn decode(
         Format::from_mime(&mime)
     } {
         Some(Format::Json) => parse_json(bytes).map(Some),
-        Some(Format::Xml) => xml_to_json(bytes).map(Some).map_err(|e| {
-            ServiceError::invalid(
+        Some(Format::Xml) => xml_to_json(bytes).map(Some).map_err(|e| match e.code {
+            "invalid" => ServiceError::invalid(
                 format!("XML body could not be parsed: {}", e.message),
                 Some(&e.path),
-            )
+            ),
+            code => ServiceError::new(400, Issue::error(code, e.message)),
         }),
         None => Err(ServiceError::unsupported_media_type(
             "Content-Type must be application/fhir+json or application/fhir+xml",
@@ -64,15 +66,21 @@ pub fn decode(
     }
 }
 
+/// Parses a JSON body: nesting depth checked before parsing, duplicate keys
+/// refused after ([`crate::fhir::limits::parse_json`]).
 fn parse_json(bytes: &[u8]) -> Result<Value, ServiceError> {
-    serde_json::from_slice(bytes).map_err(|e| {
-        ServiceError::invalid(
+    crate::fhir::limits::parse_json(bytes).map_err(|e| match e {
+        Ok(refusal) => ServiceError::new(
+            400,
+            Issue::error(refusal.code(), refusal.message("the body")),
+        ),
+        Err(e) => ServiceError::invalid(
             format!(
                 "body is not valid JSON (line {}, column {})",
                 e.line(),
                 e.column()
             ),
             Some("$"),
-        )
+        ),
     })
 }

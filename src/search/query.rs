@@ -132,6 +132,14 @@ pub fn parse_clause(
             format!("chains and _has may nest at most {MAX_CHAIN_DEPTH} deep"),
         ));
     }
+    // A NUL or other control character matches nothing a client means (and
+    // a NUL used to match everything): refused, in names and values alike.
+    if name.chars().chain(value.chars()).any(char::is_control) {
+        return Err(invalid(
+            name.escape_default().to_string().as_str(),
+            "control characters (such as %00) are not allowed in search parameters",
+        ));
+    }
     if let Some(rest) = name.strip_prefix("_has:") {
         // _has:Source:refparam:rest
         let mut parts = rest.splitn(3, ':');

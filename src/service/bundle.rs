@@ -72,11 +72,16 @@ fn patch_from_binary(body: Value) -> ServiceResult<Value> {
     let bytes = base64::engine::general_purpose::STANDARD
         .decode(data)
         .map_err(|_| ServiceError::invalid("Binary.data is not base64", Some("Binary.data")))?;
-    serde_json::from_slice(&bytes).map_err(|_| {
-        ServiceError::invalid(
+    crate::fhir::limits::parse_json(&bytes).map_err(|e| match e {
+        Ok(refusal) => ServiceError::new(
+            400,
+            crate::fhir::outcome::Issue::error(refusal.code(), refusal.message("Binary.data"))
+                .at("Binary.data"),
+        ),
+        Err(_) => ServiceError::invalid(
             "Binary.data is not a JSON Patch document",
             Some("Binary.data"),
-        )
+        ),
     })
 }
 

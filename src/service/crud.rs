@@ -47,7 +47,17 @@ impl WriteKind {
 }
 
 pub(super) fn invalid(e: crate::fhir::format::StructuralError) -> ServiceError {
-    ServiceError::invalid(e.message, Some(&e.path))
+    match e.code {
+        "invalid" => ServiceError::invalid(e.message, Some(&e.path)),
+        "transient" => ServiceError::new(
+            503,
+            crate::fhir::outcome::Issue::error("transient", e.message),
+        ),
+        code => ServiceError::new(
+            400,
+            crate::fhir::outcome::Issue::error(code, e.message).at(e.path),
+        ),
+    }
 }
 
 pub(super) fn new_id() -> String {
@@ -359,18 +369,86 @@ pub(super) async fn delete_in_tx(
     }))
 }
 
-/// Applies a JSON Patch document to `current`, refusing changes to type and id.
-pub(super) fn apply_patch(current: &Value, patch: &Value, id: &str) -> ServiceResult<Value> {
+/// Most operations in one JSON Patch document.
+pub const MAX_PATCH_OPERATIONS: usize = 1_000;
+/// Largest document a patch may build, as JSON bytes (roughly): a `copy`
+/// of a subtree into itself doubles the document, so growth is checked
+/// after every operation.
+pub const MAX_PATCHED_BYTES: usize = 16 * 1024 * 1024;
+
+fn too_costly(message: String) -> ServiceError {
+    ServiceError::new(
+        400,
+        crate::fhir::outcome::Issue::error("too-costly", message),
+    )
+}
+
+/// Applies the JSON Patch document `patch` to `doc` within the limits:
+/// at most [`MAX_PATCH_OPERATIONS`] operations, pointers of at most
+/// [`MAX_JSON_DEPTH`] steps, and after each operation a document within
+/// [`MAX_JSON_DEPTH`] and [`MAX_PATCHED_BYTES`]. `doc` is left half-patched
+/// on an error (callers patch a copy).
+///
+/// [`MAX_JSON_DEPTH`]: crate::fhir::limits::MAX_JSON_DEPTH
+pub fn apply_json_patch(doc: &mut Value, patch: &Value) -> ServiceResult<()> {
+    use crate::fhir::limits::{value_depth, value_weight, MAX_JSON_DEPTH};
+    let Some(ops) = patch.as_array() else {
+        return Err(ServiceError::invalid(
+            "the body is not a JSON Patch document: it must be an array of operations",
+            None,
+        ));
+    };
+    if ops.len() > MAX_PATCH_OPERATIONS {
+        return Err(too_costly(format!(
+            "a JSON Patch may hold at most {MAX_PATCH_OPERATIONS} operations"
+        )));
+    }
+    for op in ops {
+        for key in ["path", "from"] {
+            let steps = op
+                .get(key)
+                .and_then(Value::as_str)
+                .map_or(0, |p| p.matches('/').count());
+            if steps > MAX_JSON_DEPTH {
+                return Err(too_costly(format!(
+                    "a JSON Patch '{key}' may have at most {MAX_JSON_DEPTH} steps"
+                )));
+            }
+        }
+        if value_depth(op, MAX_JSON_DEPTH) > MAX_JSON_DEPTH {
+            return Err(too_costly(format!(
+                "a JSON Patch operation is nested more than {MAX_JSON_DEPTH} levels deep"
+            )));
+        }
+    }
     let ops: json_patch::Patch = serde_json::from_value(patch.clone()).map_err(|e| {
         ServiceError::invalid(format!("the body is not a JSON Patch document: {e}"), None)
     })?;
+    for op in &ops.0 {
+        json_patch::patch(doc, std::slice::from_ref(op)).map_err(|e| {
+            ServiceError::new(
+                422,
+                crate::fhir::outcome::Issue::error("processing", format!("patch failed: {e}")),
+            )
+        })?;
+        if value_depth(doc, MAX_JSON_DEPTH) > MAX_JSON_DEPTH {
+            return Err(too_costly(format!(
+                "the patched resource would be nested more than {MAX_JSON_DEPTH} levels deep"
+            )));
+        }
+        if value_weight(doc, MAX_PATCHED_BYTES) > MAX_PATCHED_BYTES {
+            return Err(too_costly(format!(
+                "the patched resource would be larger than {MAX_PATCHED_BYTES} bytes"
+            )));
+        }
+    }
+    Ok(())
+}
+
+/// Applies a JSON Patch document to `current`, refusing changes to type and id.
+pub(super) fn apply_patch(current: &Value, patch: &Value, id: &str) -> ServiceResult<Value> {
     let mut doc = current.clone();
-    json_patch::patch(&mut doc, &ops).map_err(|e| {
-        ServiceError::new(
-            422,
-            crate::fhir::outcome::Issue::error("processing", format!("patch failed: {e}")),
-        )
-    })?;
+    apply_json_patch(&mut doc, patch)?;
     if doc.get("resourceType") != current.get("resourceType")
         || doc.get("id").and_then(Value::as_str) != Some(id)
     {
@@ -673,4 +751,67 @@ pub(super) async fn patch_in_tx(
     )
     .await?;
     Ok(stored)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::fhir::limits::MAX_JSON_DEPTH;
+    use serde_json::json;
+
+    fn code(r: ServiceResult<()>) -> Option<&'static str> {
+        r.err().and_then(|e| e.issues.first().map(|i| i.code))
+    }
+
+    #[test]
+    fn patch_limits() {
+        let mut doc = json!({"a": {"b": 1}});
+        let ops: Vec<Value> = (0..MAX_PATCH_OPERATIONS)
+            .map(|_| json!({"op": "replace", "path": "/a/b", "value": 2}))
+            .collect();
+        assert!(apply_json_patch(&mut doc, &Value::Array(ops.clone())).is_ok());
+        let mut more = ops;
+        more.push(json!({"op": "test", "path": "/a/b", "value": 2}));
+        assert_eq!(
+            code(apply_json_patch(&mut doc, &Value::Array(more))),
+            Some("too-costly")
+        );
+        // A pointer of MAX_JSON_DEPTH steps is looked at; one more is refused.
+        let path = "/x".repeat(MAX_JSON_DEPTH);
+        assert_eq!(
+            code(apply_json_patch(
+                &mut doc,
+                &json!([{"op": "remove", "path": path}])
+            )),
+            Some("processing")
+        );
+        let path = "/x".repeat(MAX_JSON_DEPTH + 1);
+        assert_eq!(
+            code(apply_json_patch(
+                &mut doc,
+                &json!([{"op": "remove", "path": path}])
+            )),
+            Some("too-costly")
+        );
+        // Copying a subtree into itself doubles it each time: stopped by depth.
+        let mut doc = json!({"a": {"b": {}}});
+        let grow: Vec<Value> = (0..200)
+            .map(|_| json!({"op": "copy", "from": "/a", "path": "/a/b/c"}))
+            .collect();
+        let grow = Value::Array(grow);
+        assert_eq!(code(apply_json_patch(&mut doc, &grow)), Some("too-costly"));
+        // ... and by size when it stays shallow.
+        let mut doc = json!({"a": ["x".repeat(1 << 20)]});
+        let wide: Vec<Value> = (0..10)
+            .map(|i| json!({"op": "copy", "from": "/a", "path": format!("/k{i}")}))
+            .collect();
+        assert!(apply_json_patch(&mut doc, &Value::Array(wide)).is_ok());
+        let double: Vec<Value> = (0..40)
+            .map(|_| json!({"op": "copy", "from": "", "path": "/a/0"}))
+            .collect();
+        assert_eq!(
+            code(apply_json_patch(&mut doc, &Value::Array(double))),
+            Some("too-costly")
+        );
+    }
 }

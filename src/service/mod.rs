@@ -23,6 +23,7 @@ use std::sync::Arc;
 
 use serde_json::Value;
 
+pub use crud::{apply_json_patch, MAX_PATCHED_BYTES, MAX_PATCH_OPERATIONS};
 pub use error::{ServiceError, ServiceResult};
 pub use interaction::{Interaction, Preference};
 

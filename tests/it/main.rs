@@ -16,6 +16,7 @@ mod crud;
 mod errors;
 mod guards;
 mod history;
+mod hostile_input;
 mod mcp;
 mod openapi;
 mod search_cases;
