@@ -46,8 +46,9 @@ impl WriteKind {
     }
 }
 
-pub(super) fn invalid(e: crate::fhir::format::StructuralError) -> ServiceError {
-    ServiceError::invalid(e.message, Some(&e.path))
+/// 400 with one OperationOutcome issue per problem, each at its element.
+pub(super) fn invalid(e: crate::fhir::validate::Invalid) -> ServiceError {
+    ServiceError::invalid_all(e)
 }
 
 pub(super) fn new_id() -> String {
