@@ -21,3 +21,4 @@ mod openapi;
 mod search_cases;
 mod smart;
 mod smart_fhirclient;
+mod validation;
