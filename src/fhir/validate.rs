@@ -1,11 +1,60 @@
 //! Validation of a resource before it is stored: shape, type, id, the R4 JSON
-//! rules, and structural R4 validity (via [`format::validate_resource`]).
+//! rules, structural R4 validity (via [`format::validate_resource`]), and
+//! primitive formats and required bindings (via [`elements::check`]).
 
 use serde_json::Value;
 
+use crate::fhir::elements;
 use crate::fhir::format::{self, StructuralError};
 use crate::fhir::limits;
 use crate::fhir::resource_types::{is_valid_id, ResourceType, MAX_ID_LEN};
+
+/// One thing wrong with a resource: where (a FHIRPath-like path over the
+/// JSON names, `Patient.name[0].given[1]`), the OperationOutcome issue code
+/// (`invalid`, `structure`, `value`, `code-invalid`, `too-costly`) and why.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Problem {
+    pub path: String,
+    pub code: &'static str,
+    pub message: String,
+}
+
+impl Problem {
+    pub fn new(path: impl Into<String>, code: &'static str, message: impl Into<String>) -> Self {
+        Problem {
+            path: path.into(),
+            code,
+            message: message.into(),
+        }
+    }
+}
+
+impl From<StructuralError> for Problem {
+    fn from(e: StructuralError) -> Self {
+        Problem::new(e.path, e.code, e.message)
+    }
+}
+
+/// Why a resource was refused: every problem found (never empty).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Invalid {
+    pub problems: Vec<Problem>,
+}
+
+impl From<StructuralError> for Invalid {
+    fn from(e: StructuralError) -> Self {
+        Invalid {
+            problems: vec![e.into()],
+        }
+    }
+}
+
+impl Invalid {
+    /// The first problem (tests and one-line messages).
+    pub fn first(&self) -> Option<&Problem> {
+        self.problems.first()
+    }
+}
 
 /// What the body's `id` must be.
 #[derive(Debug, Clone, Copy)]
@@ -20,8 +69,45 @@ fn err(path: impl Into<String>, message: impl Into<String>) -> StructuralError {
     StructuralError::new(path, message)
 }
 
-/// Validates `value` as a resource of `expected` type (when given). Returns its type.
+/// Validates `value` as a resource of `expected` type (when given). Returns
+/// its type, or every problem found: a wrong shape, type or id stops at the
+/// first; the R4 JSON rules, the element walk (formats, required bindings)
+/// and the structural check are all reported (the structural check only
+/// when the JSON rules hold, and unless it names a path already reported).
 pub fn check_resource(
+    value: &Value,
+    expected: Option<ResourceType>,
+    id_rule: IdRule<'_>,
+) -> Result<ResourceType, Invalid> {
+    let rtype = shape(value, expected, id_rule)?;
+    let mut problems = Vec::new();
+    // fhirbolt is only given what the JSON rules accept (it panics on some
+    // empty arrays and objects).
+    let json_ok = match json_rules(value, rtype.as_str(), false) {
+        Ok(()) => true,
+        Err(e) => {
+            problems.push(Problem::from(e));
+            false
+        }
+    };
+    elements::check(value, rtype.as_str(), &mut problems);
+    if json_ok {
+        if let Err(e) = format::validate_resource(value) {
+            if !problems.iter().any(|p| p.path == e.path) {
+                problems.push(e.into());
+            }
+        }
+    }
+    if problems.is_empty() {
+        Ok(rtype)
+    } else {
+        Err(Invalid { problems })
+    }
+}
+
+/// The checks that stop at the first problem: a JSON object of a known
+/// type (the expected one), with an acceptable id.
+fn shape(
     value: &Value,
     expected: Option<ResourceType>,
     id_rule: IdRule<'_>,
@@ -74,8 +160,6 @@ pub fn check_resource(
         }
         Some(_) => return Err(err(format!("{rtype}.id"), "id must be a string")),
     }
-    json_rules(value, rtype.as_str(), false)?;
-    format::validate_resource(value)?;
     Ok(rtype)
 }
 
@@ -122,7 +206,10 @@ mod tests {
     use serde_json::json;
 
     fn path(v: Value) -> String {
-        check_resource(&v, None, IdRule::Ignore).unwrap_err().path
+        check_resource(&v, None, IdRule::Ignore)
+            .err()
+            .and_then(|e| e.first().map(|p| p.path.clone()))
+            .unwrap_or_default()
     }
 
     #[test]
@@ -150,8 +237,9 @@ mod tests {
         assert!(check_resource(&v, None, IdRule::MustEqual("a")).is_ok());
         assert_eq!(
             check_resource(&v, None, IdRule::MustEqual("b"))
-                .unwrap_err()
-                .path,
+                .err()
+                .and_then(|e| e.first().map(|p| p.path.clone()))
+                .unwrap_or_default(),
             "Patient.id"
         );
     }

@@ -41,7 +41,7 @@ mod error;
 mod eval;
 mod functions;
 mod lexer;
-mod model;
+pub(crate) mod model;
 mod parser;
 mod quantity;
 mod temporal;

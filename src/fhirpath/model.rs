@@ -224,7 +224,20 @@ impl Model {
         ty: FhirType,
         mut f: impl FnMut(&'m Container) -> Option<T>,
     ) -> Option<T> {
-        if let Some(found) = self.containers.get(ty.path).and_then(&mut f) {
+        self.lookup_keyed(ty, |_, c| f(c))
+    }
+
+    /// [`Model::lookup`], telling `f` the path of the container it is given.
+    fn lookup_keyed<'m, T>(
+        &'m self,
+        ty: FhirType,
+        mut f: impl FnMut(&'static str, &'m Container) -> Option<T>,
+    ) -> Option<T> {
+        let mut at = |key: &str| {
+            let (k, c) = self.containers.get_key_value(key)?;
+            f(k, c)
+        };
+        if let Some(found) = at(ty.path) {
             return Some(found);
         }
         let mut next = if ty.path == ty.code {
@@ -234,7 +247,7 @@ impl Model {
         };
         for _ in 0..MAX_BASE_CHAIN {
             let code = next?;
-            if let Some(found) = self.containers.get(code).and_then(&mut f) {
+            if let Some(found) = at(code) {
                 return Some(found);
             }
             next = self.base_of(code);
@@ -260,6 +273,24 @@ impl Model {
             let (name, i) = c.by_json_key.get(key)?;
             let def = c.children.get(name)?;
             Some((def, def.alts.get(*i)?))
+        })
+    }
+
+    /// Like [`Model::child_by_json_key`], with the path that defines the
+    /// element (`Patient`, `Bundle.entry.request`, `Quantity` for an `Age`)
+    /// and its name without `[x]`: the key of its binding.
+    pub(crate) fn element_by_json_key(
+        &self,
+        ty: FhirType,
+        key: &str,
+    ) -> Option<(&'static str, &'static str, &Alt)> {
+        if !ty.is_known() {
+            return None;
+        }
+        self.lookup_keyed(ty, |at, c| {
+            let (name, i) = c.by_json_key.get(key)?;
+            let def = c.children.get(name)?;
+            Some((at, *name, def.alts.get(*i)?))
         })
     }
 

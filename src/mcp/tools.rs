@@ -411,8 +411,14 @@ fn changes(before: &Value, after: &Value) -> (Vec<Value>, usize) {
 fn structural_issues(resource: &Value, t: &str, id_rule: IdRule<'_>) -> Vec<Value> {
     match check_resource(resource, ResourceType::parse(t), id_rule) {
         Ok(_) => Vec::new(),
-        Err(e) => vec![json!({"severity": "error", "code": "structure",
-                              "diagnostics": e.message, "expression": [e.path]})],
+        Err(e) => e
+            .problems
+            .into_iter()
+            .map(|p| {
+                json!({"severity": "error", "code": p.code,
+                       "diagnostics": p.message, "expression": [p.path]})
+            })
+            .collect(),
     }
 }
 

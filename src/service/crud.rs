@@ -46,18 +46,9 @@ impl WriteKind {
     }
 }
 
-pub(super) fn invalid(e: crate::fhir::format::StructuralError) -> ServiceError {
-    match e.code {
-        "invalid" => ServiceError::invalid(e.message, Some(&e.path)),
-        "transient" => ServiceError::new(
-            503,
-            crate::fhir::outcome::Issue::error("transient", e.message),
-        ),
-        code => ServiceError::new(
-            400,
-            crate::fhir::outcome::Issue::error(code, e.message).at(e.path),
-        ),
-    }
+/// 400 with one OperationOutcome issue per problem, each at its element.
+pub(super) fn invalid(e: crate::fhir::validate::Invalid) -> ServiceError {
+    ServiceError::invalid_all(e)
 }
 
 pub(super) fn new_id() -> String {

@@ -44,6 +44,26 @@ impl ServiceError {
         Self::new(400, issue)
     }
 
+    /// 400 with one issue per problem of a refused resource (never none).
+    pub fn invalid_all(e: crate::fhir::validate::Invalid) -> Self {
+        let mut issues: Vec<Issue> = e
+            .problems
+            .into_iter()
+            .map(|p| Issue::error(p.code, p.message).at(p.path))
+            .collect();
+        if issues.is_empty() {
+            issues.push(Issue::error("invalid", "the resource is not valid"));
+        }
+        // A check that could not run (no thread for a deep document) is
+        // the server's trouble, not the client's.
+        let transient = issues.iter().any(|i| i.code == "transient");
+        ServiceError {
+            status: if transient { 503 } else { 400 },
+            issues,
+            retry_after_s: None,
+        }
+    }
+
     pub fn not_supported(message: impl Into<String>) -> Self {
         Self::new(400, Issue::error("not-supported", message))
     }

@@ -23,3 +23,4 @@ mod search_cases;
 mod smart;
 mod smart_attacks;
 mod smart_fhirclient;
+mod validation;
