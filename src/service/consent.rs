@@ -404,15 +404,10 @@ impl FhirService {
         version: i64,
         resource: &Value,
     ) -> ServiceResult<bool> {
-        if ctx.principal.is_open() {
+        let Some(book) = self.patients_book(ctx, res_type, resource).await? else {
             return Ok(true);
-        }
+        };
         let reg = self.registry.get();
-        let patients = patients_of(&reg, res_type, resource);
-        if patients.is_empty() {
-            return Ok(true);
-        }
-        let book = self.consent_book(ctx, Some(&patients)).await?;
         if !book.uses_labels() {
             return Ok(book.allows(&reg, ctx, res_type, resource));
         }
@@ -423,6 +418,24 @@ impl FhirService {
         Ok(book.allows(&reg, ctx, res_type, &judged))
     }
 
+    /// The Consents that bear on `resource` for this request; `None` when
+    /// none can (a local command, or a resource of no patient).
+    async fn patients_book(
+        &self,
+        ctx: &Ctx,
+        res_type: &str,
+        resource: &Value,
+    ) -> ServiceResult<Option<ConsentBook>> {
+        if ctx.principal.is_open() {
+            return Ok(None);
+        }
+        let patients = patients_of(&self.registry.get(), res_type, resource);
+        if patients.is_empty() {
+            return Ok(None);
+        }
+        Ok(Some(self.consent_book(ctx, Some(&patients)).await?))
+    }
+
     /// May this request see `resource`, as its patients' Consents say?
     pub(super) async fn consent_allows(
         &self,
@@ -430,16 +443,10 @@ impl FhirService {
         res_type: &str,
         resource: &Value,
     ) -> ServiceResult<bool> {
-        if ctx.principal.is_open() {
-            return Ok(true);
-        }
-        let reg = self.registry.get();
-        let patients = patients_of(&reg, res_type, resource);
-        if patients.is_empty() {
-            return Ok(true);
-        }
-        let book = self.consent_book(ctx, Some(&patients)).await?;
-        Ok(book.allows(&reg, ctx, res_type, resource))
+        Ok(match self.patients_book(ctx, res_type, resource).await? {
+            None => true,
+            Some(book) => book.allows(&self.registry.get(), ctx, res_type, resource),
+        })
     }
 
     /// False when Consent cannot hide anything from this request (a local
