@@ -41,6 +41,25 @@ impl Format {
         }
     }
 
+    /// True when the client can take what Vesta answers in: `_format`, when
+    /// given, names FHIR JSON or XML, and `Accept`, when given, has an entry
+    /// that is one of them or a wildcard (`*/*`, `application/*`, `text/*`).
+    /// Otherwise the answer is 406.
+    pub fn acceptable(format_param: Option<&str>, accept: Option<&str>) -> bool {
+        if let Some(f) = format_param {
+            return Format::from_mime(f).is_some();
+        }
+        let Some(accept) = accept.filter(|a| !a.trim().is_empty()) else {
+            return true;
+        };
+        accept.split(',').any(|entry| {
+            let mime = entry.split(';').next().unwrap_or("").trim();
+            mime.is_empty()
+                || matches!(mime, "*/*" | "application/*" | "text/*")
+                || Format::from_mime(mime).is_some()
+        })
+    }
+
     /// The response format: `_format` wins, then the first `Accept` entry we
     /// can produce, then JSON.
     pub fn negotiate(format_param: Option<&str>, accept: Option<&str>) -> Format {
@@ -71,5 +90,23 @@ mod tests {
         );
         assert_eq!(Format::negotiate(None, Some("*/*")), Format::Json);
         assert_eq!(Format::negotiate(None, None), Format::Json);
+    }
+
+    #[test]
+    fn acceptability() {
+        assert!(Format::acceptable(None, None));
+        assert!(Format::acceptable(Some("json"), Some("text/turtle")));
+        assert!(!Format::acceptable(Some("text/turtle"), None));
+        assert!(!Format::acceptable(None, Some("text/turtle")));
+        assert!(!Format::acceptable(
+            None,
+            Some("text/turtle, image/png;q=0.5")
+        ));
+        assert!(Format::acceptable(None, Some("text/turtle, */*;q=0.1")));
+        assert!(Format::acceptable(
+            None,
+            Some("text/html,application/xhtml+xml,application/xml;q=0.9")
+        ));
+        assert!(Format::acceptable(None, Some("application/json")));
     }
 }

@@ -99,6 +99,19 @@ pub async fn handle(
     // here for a refusal at authentication).
     let mut audited = false;
     let result = async {
+        let format_param = query_pairs(uri.query().unwrap_or(""))
+            .into_iter()
+            .find(|(k, _)| k == "_format")
+            .map(|(_, v)| v);
+        if !Format::acceptable(format_param.as_deref(), header_str(&headers, header::ACCEPT)) {
+            return Err(ServiceError::new(
+                406,
+                crate::fhir::outcome::Issue::error(
+                    "not-supported",
+                    "this server answers in FHIR JSON (application/fhir+json) or XML (application/fhir+xml) only",
+                ),
+            ));
+        }
         let bytes = read_limited(body, service.limits().max_body_bytes).await?;
         let path = uri.path().trim_start_matches("/fhir").trim_matches('/');
         let is_search = path.ends_with("_search");

@@ -242,3 +242,41 @@ async fn metrics_count_requests(backend: Backend) {
     assert!(text.contains("vesta_db_pool_connections"), "{text}");
 }
 both_backends!(metrics_count_requests);
+
+/// A `_format` or `Accept` naming nothing Vesta can produce is 406 (a body
+/// of an unknown media type stays 415), answered as an OperationOutcome.
+async fn unknown_formats_are_406(backend: Backend) {
+    let app = spawn(backend).await;
+    let get = |q: &str, accept: Option<&str>| {
+        let mut b = app.client.get(app.url(q));
+        if let Some(a) = accept {
+            b = b.header("accept", a);
+        }
+        b
+    };
+    for (q, accept, status) in [
+        ("metadata", Some("text/turtle"), 406),
+        ("Patient?_format=text/turtle", None, 406),
+        ("Patient", Some("text/turtle, image/png"), 406),
+        ("Patient?_format=json", Some("text/turtle"), 200),
+        ("Patient", Some("text/turtle, */*;q=0.1"), 200),
+        ("Patient", Some("application/fhir+xml"), 200),
+        ("Patient", None, 200),
+    ] {
+        let r = app.send(get(q, accept)).await;
+        assert_eq!(r.status, status, "{q} {accept:?}: {}", r.text);
+        if status == 406 {
+            assert_eq!(r.json()["resourceType"], "OperationOutcome", "{}", r.text);
+        }
+    }
+    let r = app
+        .send(
+            app.client
+                .post(app.url("Patient"))
+                .header("content-type", "text/turtle")
+                .body("<a> <b> <c> ."),
+        )
+        .await;
+    assert_eq!(r.status, 415, "{}", r.text);
+}
+both_backends!(unknown_formats_are_406);
