@@ -193,6 +193,15 @@ fn challenge(issuer: &str, invalid: bool) -> String {
 
 /// Origin check, bearer token for the MCP audience, rate limit; then the
 /// caller rides in the request's extensions to the tool handlers.
+/// Reads (and drops) what is left of a refused request's body, within the
+/// body limit, before answering: a client still sending would otherwise see
+/// its connection reset instead of the refusal.
+async fn drained(gate: &Gate, req: Request, refusal: Response) -> Response {
+    let limit = gate.app.service.limits().max_body_bytes;
+    let _ = axum::body::to_bytes(req.into_body(), limit).await;
+    refusal
+}
+
 async fn guard(State(gate): State<Arc<Gate>>, mut req: Request, next: Next) -> Response {
     let app = &gate.app;
     // Streamable HTTP uses POST (and GET/DELETE for sessions); anything
@@ -202,7 +211,12 @@ async fn guard(State(gate): State<Arc<Gate>>, mut req: Request, next: Next) -> R
         axum::http::Method::GET | axum::http::Method::POST | axum::http::Method::DELETE
     ) {
         let e = ServiceError::method_not_allowed("/mcp takes POST (GET and DELETE for sessions)");
-        return outcome_response(StatusCode::METHOD_NOT_ALLOWED, &e);
+        return drained(
+            &gate,
+            req,
+            outcome_response(StatusCode::METHOD_NOT_ALLOWED, &e),
+        )
+        .await;
     }
     let headers = req.headers().clone();
     let request_id = header_str(&headers, &header::HeaderName::from_static("x-request-id"))
@@ -214,12 +228,17 @@ async fn guard(State(gate): State<Arc<Gate>>, mut req: Request, next: Next) -> R
         let e = ServiceError::forbidden("this Host may not call the MCP endpoint");
         let ctx = Ctx::new(request_id, Arc::new(Principal::anonymous())).via("mcp", peer);
         if app.service.audit_refusal(&ctx, None, &e).await.is_err() {
-            return outcome_response(
-                StatusCode::SERVICE_UNAVAILABLE,
-                &ServiceError::unavailable(),
-            );
+            return drained(
+                &gate,
+                req,
+                outcome_response(
+                    StatusCode::SERVICE_UNAVAILABLE,
+                    &ServiceError::unavailable(),
+                ),
+            )
+            .await;
         }
-        return outcome_response(StatusCode::FORBIDDEN, &e);
+        return drained(&gate, req, outcome_response(StatusCode::FORBIDDEN, &e)).await;
     }
     if let Some(origin) = header_str(&headers, &header::ORIGIN) {
         let origin = origin.trim_end_matches('/');
@@ -227,12 +246,17 @@ async fn guard(State(gate): State<Arc<Gate>>, mut req: Request, next: Next) -> R
             let e = ServiceError::forbidden("this Origin may not call the MCP endpoint");
             let ctx = Ctx::new(request_id, Arc::new(Principal::anonymous())).via("mcp", peer);
             if app.service.audit_refusal(&ctx, None, &e).await.is_err() {
-                return outcome_response(
-                    StatusCode::SERVICE_UNAVAILABLE,
-                    &ServiceError::unavailable(),
-                );
+                return drained(
+                    &gate,
+                    req,
+                    outcome_response(
+                        StatusCode::SERVICE_UNAVAILABLE,
+                        &ServiceError::unavailable(),
+                    ),
+                )
+                .await;
             }
-            return outcome_response(StatusCode::FORBIDDEN, &e);
+            return drained(&gate, req, outcome_response(StatusCode::FORBIDDEN, &e)).await;
         }
     }
     let authz = header_str(&headers, &header::AUTHORIZATION);
@@ -250,16 +274,21 @@ async fn guard(State(gate): State<Arc<Gate>>, mut req: Request, next: Next) -> R
             let e = ServiceError::new(401, Issue::error("login", message));
             let ctx = Ctx::new(request_id, Arc::new(Principal::anonymous())).via("mcp", peer);
             if app.service.audit_refusal(&ctx, None, &e).await.is_err() {
-                return outcome_response(
-                    StatusCode::SERVICE_UNAVAILABLE,
-                    &ServiceError::unavailable(),
-                );
+                return drained(
+                    &gate,
+                    req,
+                    outcome_response(
+                        StatusCode::SERVICE_UNAVAILABLE,
+                        &ServiceError::unavailable(),
+                    ),
+                )
+                .await;
             }
             let mut r = outcome_response(StatusCode::UNAUTHORIZED, &e);
             if let Ok(v) = HeaderValue::from_str(&challenge(&app.auth.issuer, invalid)) {
                 r.headers_mut().insert(header::WWW_AUTHENTICATE, v);
             }
-            return r;
+            return drained(&gate, req, r).await;
         }
     };
     let principal = Arc::new(principal);
