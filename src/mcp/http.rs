@@ -202,6 +202,28 @@ async fn drained(gate: &Gate, req: Request, refusal: Response) -> Response {
     refusal
 }
 
+/// A refusal before any token is known: audited under an anonymous
+/// principal (503 when that fails, fail closed), then answered with
+/// `refusal` once the body is drained.
+async fn refused(
+    gate: &Gate,
+    req: Request,
+    request_id: String,
+    peer: Option<String>,
+    e: &ServiceError,
+    refusal: Response,
+) -> Response {
+    let ctx = Ctx::new(request_id, Arc::new(Principal::anonymous())).via("mcp", peer);
+    let answer = match gate.app.service.audit_refusal(&ctx, None, e).await {
+        Ok(()) => refusal,
+        Err(_) => outcome_response(
+            StatusCode::SERVICE_UNAVAILABLE,
+            &ServiceError::unavailable(),
+        ),
+    };
+    drained(gate, req, answer).await
+}
+
 async fn guard(State(gate): State<Arc<Gate>>, mut req: Request, next: Next) -> Response {
     let app = &gate.app;
     // Streamable HTTP uses POST (and GET/DELETE for sessions); anything
@@ -226,37 +248,15 @@ async fn guard(State(gate): State<Arc<Gate>>, mut req: Request, next: Next) -> R
     // DNS rebinding: a page on another name that resolves here.
     if !host_allowed(&gate, &headers, req.uri()) {
         let e = ServiceError::forbidden("this Host may not call the MCP endpoint");
-        let ctx = Ctx::new(request_id, Arc::new(Principal::anonymous())).via("mcp", peer);
-        if app.service.audit_refusal(&ctx, None, &e).await.is_err() {
-            return drained(
-                &gate,
-                req,
-                outcome_response(
-                    StatusCode::SERVICE_UNAVAILABLE,
-                    &ServiceError::unavailable(),
-                ),
-            )
-            .await;
-        }
-        return drained(&gate, req, outcome_response(StatusCode::FORBIDDEN, &e)).await;
+        let r = outcome_response(StatusCode::FORBIDDEN, &e);
+        return refused(&gate, req, request_id, peer, &e, r).await;
     }
     if let Some(origin) = header_str(&headers, &header::ORIGIN) {
         let origin = origin.trim_end_matches('/');
         if !gate.any_origin && !gate.allowed_origins.iter().any(|o| o == origin) {
             let e = ServiceError::forbidden("this Origin may not call the MCP endpoint");
-            let ctx = Ctx::new(request_id, Arc::new(Principal::anonymous())).via("mcp", peer);
-            if app.service.audit_refusal(&ctx, None, &e).await.is_err() {
-                return drained(
-                    &gate,
-                    req,
-                    outcome_response(
-                        StatusCode::SERVICE_UNAVAILABLE,
-                        &ServiceError::unavailable(),
-                    ),
-                )
-                .await;
-            }
-            return drained(&gate, req, outcome_response(StatusCode::FORBIDDEN, &e)).await;
+            let r = outcome_response(StatusCode::FORBIDDEN, &e);
+            return refused(&gate, req, request_id, peer, &e, r).await;
         }
     }
     let authz = header_str(&headers, &header::AUTHORIZATION);
@@ -272,23 +272,11 @@ async fn guard(State(gate): State<Arc<Gate>>, mut req: Request, next: Next) -> R
                 BearerError::Invalid(why) => (true, why),
             };
             let e = ServiceError::new(401, Issue::error("login", message));
-            let ctx = Ctx::new(request_id, Arc::new(Principal::anonymous())).via("mcp", peer);
-            if app.service.audit_refusal(&ctx, None, &e).await.is_err() {
-                return drained(
-                    &gate,
-                    req,
-                    outcome_response(
-                        StatusCode::SERVICE_UNAVAILABLE,
-                        &ServiceError::unavailable(),
-                    ),
-                )
-                .await;
-            }
             let mut r = outcome_response(StatusCode::UNAUTHORIZED, &e);
             if let Ok(v) = HeaderValue::from_str(&challenge(&app.auth.issuer, invalid)) {
                 r.headers_mut().insert(header::WWW_AUTHENTICATE, v);
             }
-            return drained(&gate, req, r).await;
+            return refused(&gate, req, request_id, peer, &e, r).await;
         }
     };
     let principal = Arc::new(principal);

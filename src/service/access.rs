@@ -87,6 +87,22 @@ impl<'a> WriteGuard<'a> {
         })
     }
 
+    /// The guard of a POST, which reads no stored version: the same
+    /// checks on what is written, without reading the request's Consents.
+    pub(super) fn for_post(
+        svc: &'a super::FhirService,
+        reg: &'a Registry,
+        ctx: &'a Ctx,
+    ) -> WriteGuard<'a> {
+        WriteGuard {
+            reg,
+            principal: &ctx.principal,
+            ctx: Some(ctx),
+            consents: None,
+            consent_managers: &svc.consent.manager_roles,
+        }
+    }
+
     /// For local commands (import): no restriction.
     pub(super) fn open(reg: &'a Registry) -> Self {
         static OPEN: std::sync::LazyLock<Principal> = std::sync::LazyLock::new(Principal::open);

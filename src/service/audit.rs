@@ -362,13 +362,7 @@ impl FhirService {
         };
         facts.status = error.status;
         facts.detail = error.issues.first().map(|i| i.diagnostics.clone());
-        let row = build(&facts, &self.actor(ctx), now_ms());
-        self.audit
-            .record(row)
-            .await
-            .map_err(|_| ServiceError::unavailable())?;
-        ctx.recorded.note();
-        Ok(())
+        self.record_facts(ctx, &facts).await
     }
 
     /// Records an MCP tool call that ran no interaction of its own (refused
@@ -384,13 +378,7 @@ impl FhirService {
         let mut facts = AuditFacts::new(EventKind::Operation(tool.to_string()), Action::Execute);
         facts.status = status;
         facts.detail = detail;
-        let row = build(&facts, &self.actor(ctx), now_ms());
-        self.audit
-            .record(row)
-            .await
-            .map_err(|_| ServiceError::unavailable())?;
-        ctx.recorded.note();
-        Ok(())
+        self.record_facts(ctx, &facts).await
     }
 
     /// Records an authorization event (`login`, `token-issued`,
@@ -413,7 +401,13 @@ impl FhirService {
         if let Some(p) = &ctx.principal.patient {
             facts.patient(p);
         }
-        let row = build(&facts, &self.actor(ctx), now_ms());
+        self.record_facts(ctx, &facts).await
+    }
+
+    /// Stores the AuditEvent of `facts` outside any write transaction
+    /// (through the audit log) and notes it on the request; 503 if it cannot.
+    async fn record_facts(&self, ctx: &Ctx, facts: &AuditFacts) -> ServiceResult<()> {
+        let row = build(facts, &self.actor(ctx), now_ms());
         self.audit
             .record(row)
             .await

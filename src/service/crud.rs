@@ -597,7 +597,7 @@ impl FhirService {
         // the transaction so that it holds its locks for less time.
         let index = extract(&self.registry.get(), &resource);
         let reg = self.registry.get();
-        let guard = WriteGuard::new(self, &reg, ctx).await?;
+        let guard = WriteGuard::for_post(self, &reg, ctx);
         let mut tx = self.store.begin().await?;
         let (stored, _) = write_in_tx(
             &mut tx,

@@ -29,25 +29,6 @@ async fn launch_for(s: &SmartApp, patient: &str) -> String {
         .to_string()
 }
 
-/// Opens `url`, signs in as `user`; the raw answer to the sign-in form.
-async fn sign_in(s: &SmartApp, url: &str, user: &str) -> (String, reqwest::Response) {
-    let page = s.browser.get(url).send().await.unwrap();
-    assert_eq!(page.status(), 200);
-    let pending = hidden(&page.text().await.unwrap(), "pending");
-    let r = s
-        .browser
-        .post(format!("{}/auth/login", s.root))
-        .form(&[
-            ("pending", pending.as_str()),
-            ("username", user),
-            ("password", PASSWORD),
-        ])
-        .send()
-        .await
-        .unwrap();
-    (pending, r)
-}
-
 /// A patient user (pat, Patient/p1) opened by an EHR launch for another
 /// patient (p2) is sent back with `access_denied` and no code, whatever
 /// scopes the app asks; the pending request is spent. A launch for their
@@ -62,7 +43,7 @@ async fn self_only_user_refuses_a_launch_for_another_patient(backend: Backend) {
         let launch = launch_for(&s, "p2").await;
         let (_, challenge) = pkce();
         let url = s.authorize_url(scope, &challenge, &[("launch", &launch)]);
-        let (pending, r) = sign_in(&s, &url, "pat").await;
+        let (pending, r) = s.sign_in(&url, "pat").await;
         assert_eq!(r.status(), 303, "{scope}");
         let params = location_params(&r);
         assert_eq!(
@@ -86,7 +67,7 @@ async fn self_only_user_refuses_a_launch_for_another_patient(backend: Backend) {
     let launch = launch_for(&s, "p2").await;
     let (_, challenge) = pkce();
     let url = s.authorize_url("launch patient/*.rs", &challenge, &[("launch", &launch)]);
-    let (_, r) = sign_in(&s, &url, "alice").await;
+    let (_, r) = s.sign_in(&url, "alice").await;
     assert_eq!(r.status(), 200);
     // Their own record: granted, and confined to it.
     let launch = launch_for(&s, "p1").await;

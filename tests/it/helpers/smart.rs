@@ -164,13 +164,13 @@ impl SmartApp {
         u.to_string()
     }
 
-    /// Signs in on the login page of `authorize_url`; returns the consent page.
-    pub async fn login(&self, authorize_url: &str, user: &str) -> (String, String) {
+    /// Opens `authorize_url` and signs in as `user`: the pending request's
+    /// key and the raw answer to the sign-in form.
+    pub async fn sign_in(&self, authorize_url: &str, user: &str) -> (String, reqwest::Response) {
         let page = self.browser.get(authorize_url).send().await.unwrap();
         assert_eq!(page.status(), 200);
-        let html = page.text().await.unwrap();
-        let pending = hidden(&html, "pending");
-        let consent = self
+        let pending = hidden(&page.text().await.unwrap(), "pending");
+        let r = self
             .browser
             .post(format!("{}/auth/login", self.root))
             .form(&[
@@ -181,6 +181,12 @@ impl SmartApp {
             .send()
             .await
             .unwrap();
+        (pending, r)
+    }
+
+    /// Signs in on the login page of `authorize_url`; returns the consent page.
+    pub async fn login(&self, authorize_url: &str, user: &str) -> (String, String) {
+        let (pending, consent) = self.sign_in(authorize_url, user).await;
         assert_eq!(consent.status(), 200);
         (pending, consent.text().await.unwrap())
     }
